@@ -1,0 +1,50 @@
+"""Reading text (files, gzip files or stdin) with errors that name the file and line."""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad input data: the message names the file (and line where it applies)."""
+
+
+def decode_lines(raw_lines: Iterable[bytes], name: str) -> list[str]:
+    """UTF-8 lines without line endings; ``name`` labels errors."""
+    lines = []
+    for lineno, raw in enumerate(raw_lines, start=1):
+        try:
+            lines.append(raw.decode("utf-8").rstrip("\r\n"))
+        except UnicodeDecodeError as e:
+            reason = f"invalid UTF-8 (byte {e.start}: {e.reason})"
+            raise DataError(f"{name}:{lineno}: {reason}") from None
+    return lines
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 text file (``.gz`` is decompressed; ``-`` is stdin)."""
+    if str(path) == "-":
+        return decode_lines(sys.stdin.buffer, "<stdin>")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            return decode_lines(f, str(path))
+    except (OSError, EOFError) as e:  # truncated or corrupt gzip
+        raise DataError(f"{path}: cannot read ({e})") from None
+
+
+def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str]]:
+    """Line-aligned source and target files; a line-count mismatch is an error."""
+    src_lines, tgt_lines = read_lines(src), read_lines(tgt)
+    if len(src_lines) != len(tgt_lines):
+        raise DataError(
+            f"{src} has {len(src_lines)} lines but {tgt} has {len(tgt_lines)}: "
+            "parallel files must be line-aligned"
+        )
+    return src_lines, tgt_lines

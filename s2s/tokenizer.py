@@ -1,0 +1,131 @@
+"""SentencePiece subword tokenizer shared by translation and captioning.
+
+Kudo & Richardson (2018), "SentencePiece: A simple and language independent subword tokenizer".
+Every model uses the same fixed special ids, so decoding never needs to ask which tokenizer it has.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+import sentencepiece as spm
+
+from s2s.io import read_lines
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+SPECIAL_IDS = frozenset((PAD_ID, UNK_ID, BOS_ID, EOS_ID))
+
+log = logging.getLogger(__name__)
+
+
+class Tokenizer:
+    """A trained SentencePiece model: text <-> ids, with the fixed special ids above."""
+
+    def __init__(self, model_proto: bytes) -> None:
+        self.proto = model_proto
+        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        special = (self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(), self._sp.eos_id())
+        if special != (PAD_ID, UNK_ID, BOS_ID, EOS_ID):
+            raise ValueError(
+                f"SentencePiece model has special ids pad/unk/bos/eos={special}; "
+                f"s2s needs {(PAD_ID, UNK_ID, BOS_ID, EOS_ID)}"
+            )
+
+    @classmethod
+    def train(
+        cls,
+        files: Sequence[str | Path],
+        *,
+        vocab_size: int = 8000,
+        model_type: Literal["unigram", "bpe"] = "unigram",
+        character_coverage: float = 1.0,
+        cache_dir: str | Path = ".cache/tokenizers",
+    ) -> Tokenizer:
+        """Train on the lines of ``files``, or reuse the cached model for equal inputs and options.
+
+        Byte fallback keeps characters unseen in training (emoji, rare scripts) lossless.
+        ``vocab_size`` is an upper bound: tiny corpora get the largest vocabulary they support.
+        """
+        options = dict(
+            vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage
+        )
+        digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
+        for f in files:
+            digest.update(Path(f).read_bytes())
+        cache = Path(cache_dir) / f"spm-{digest.hexdigest()[:16]}.model"
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        # One process trains, the others (DDP ranks) wait for it and reuse the result.
+        with open(cache.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if cache.is_file():
+                log.info("Reusing tokenizer %s", cache)
+                return cls.load(cache)
+            log.info("Training tokenizer on %s -> %s", [str(f) for f in files], cache)
+            tok = cls(_train_proto(_lines(files), **options))
+            tok.save(cache)
+        return tok
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        return cls(Path(path).read_bytes())
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically, so a killed run never leaves a half-written model."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(self.proto)
+        os.replace(tmp, path)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Subword ids of ``text``, without BOS/EOS."""
+        return self._sp.encode(text)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of ``ids``; special ids are dropped."""
+        return self._sp.decode([int(i) for i in ids if int(i) not in SPECIAL_IDS])
+
+    def pieces(self, ids: Iterable[int]) -> list[str]:
+        """One readable piece per id (for attention plots)."""
+        return [self._sp.id_to_piece(int(i)) for i in ids]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tokenizer) and self.proto == other.proto
+
+
+def _lines(files: Sequence[str | Path]) -> Iterable[str]:
+    for f in files:
+        yield from (line for line in read_lines(f) if line.strip())
+
+
+def _train_proto(
+    sentences: Iterable[str], *, vocab_size: int, model_type: str, character_coverage: float
+) -> bytes:
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=character_coverage,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        byte_fallback=True,
+        hard_vocab_limit=False,
+        num_threads=os.cpu_count() or 1,
+        minloglevel=2,
+    )
+    return model.getvalue()
