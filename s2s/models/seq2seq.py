@@ -1,0 +1,87 @@
+"""The RNN encoder-decoder translator.
+
+Sutskever, Vinyals & Le (2014) and Cho et al. (2014) without attention; Bahdanau et al. (2015)
+and Luong et al. (2015) with it.
+"""
+
+from __future__ import annotations
+
+from s2s.decoding import SearchConfig
+from s2s.models.encoder_decoder import EncoderDecoderModule
+from s2s.nn.attention import AttentionType
+from s2s.nn.decoder import RNNDecoder
+from s2s.nn.encoder import EncoderOutput, RNNEncoder
+from s2s.nn.rnn import CellType
+from s2s.optim import OptimConfig
+
+
+class Seq2Seq(EncoderDecoderModule):
+    """Translator: RNN encoder over source subwords, RNN decoder with optional attention.
+
+    Args:
+        src_vocab_size: Source vocabulary size (linked from the data module in recipes).
+        tgt_vocab_size: Target vocabulary size (linked from the data module in recipes).
+        embedding_size: Size of source and target embeddings.
+        hidden_size: RNN size of the decoder and of each encoder direction.
+        cell: Recurrent cell of encoder and decoder.
+        encoder_layers: Stacked encoder layers.
+        decoder_layers: Stacked decoder layers.
+        bidirectional: Bidirectional encoder.
+        attention: ``none`` conditions every step on the encoder's final state (one fixed context
+            vector); the others attend over all source positions at every step.
+        dropout: Dropout on embeddings, between RNN layers and on the attentional vector.
+        tie_embeddings: Share the target embedding with the output layer (Press & Wolf, 2017);
+            needs ``embedding_size == hidden_size``.
+        label_smoothing: Label smoothing of the training loss (Szegedy et al., 2016).
+        teacher_forcing_ratio: Probability of feeding the reference token while training; below 1,
+            the model's own prediction is fed otherwise (Bengio et al., 2015).
+        optim: Optimiser and learning-rate schedule.
+        search: Decoding for test and the translate script; validation decodes greedily with its
+            length limits.
+    """
+
+    tokenizer_names = ("src", "tgt")
+
+    def __init__(
+        self,
+        src_vocab_size: int,
+        tgt_vocab_size: int,
+        embedding_size: int = 256,
+        hidden_size: int = 256,
+        cell: CellType = "lstm",
+        encoder_layers: int = 1,
+        decoder_layers: int = 1,
+        bidirectional: bool = True,
+        attention: AttentionType = "bahdanau",
+        dropout: float = 0.3,
+        tie_embeddings: bool = False,
+        label_smoothing: float = 0.1,
+        teacher_forcing_ratio: float = 1.0,
+        optim: OptimConfig = OptimConfig(),
+        search: SearchConfig = SearchConfig(),
+    ) -> None:
+        super().__init__(label_smoothing, teacher_forcing_ratio, optim, search)
+        self.save_hyperparameters()
+        self.encoder = RNNEncoder(
+            src_vocab_size,
+            embedding_size,
+            hidden_size,
+            cell=cell,
+            num_layers=encoder_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+        )
+        self.decoder = RNNDecoder(
+            tgt_vocab_size,
+            embedding_size,
+            hidden_size,
+            memory_size=self.encoder.output_size,
+            cell=cell,
+            num_layers=decoder_layers,
+            attention=attention,
+            dropout=dropout,
+            tie_embeddings=tie_embeddings,
+        )
+
+    def encode(self, batch) -> EncoderOutput:
+        return self.encoder(batch.src, batch.src_lengths)
