@@ -1,0 +1,226 @@
+"""Batched beam search: all sentences and all their beams advance together as tensors.
+
+Rows are sentence-major: the ``k = beam_size`` beams of active sentence ``i`` are rows
+``i * k ... i * k + k - 1``. At each step the best ``k`` extensions of a sentence are kept; those
+that end in EOS become finished hypotheses, and the active beams are the best ``k`` extensions that
+do not. A sentence stops once no active beam can beat its ``n_best``-th finished hypothesis (see
+:func:`best_possible`); stopped sentences are dropped from the state, and the batch stops when all
+have. Outputs are rebuilt once at the end from per-step back-pointers (:class:`_Trail`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from s2s.decoding.config import SearchConfig
+from s2s.decoding.constraints import mask_log_probs, max_lengths
+from s2s.decoding.interface import Hypothesis, StepDecoder
+from s2s.decoding.scoring import coverage_penalty, length_penalty
+from s2s.tokenizer import BOS_ID, EOS_ID
+
+
+@torch.no_grad()
+def beam_search(model: StepDecoder, batch: Any, config: SearchConfig) -> list[list[Hypothesis]]:
+    """Per batch item, up to ``config.n_best`` hypotheses, best normalized score first."""
+    k = config.beam_size
+    state, src_lengths = model.start(batch)
+    batch_size, device = src_lengths.size(0), src_lengths.device
+    state = model.reorder(state, torch.arange(batch_size, device=device).repeat_interleave(k))
+    # Per active sentence (Ba, ...); rows (Ba * k, ...).
+    items = torch.arange(batch_size, device=device)
+    src_lens = src_lengths
+    max_lens = max_lengths(src_lengths, config.max_len_a, config.max_len_b)
+    scores = torch.full((batch_size, k), -torch.inf, device=device)
+    scores[:, 0] = 0.0  # the k beams start identical: expand only one
+    best = _Finished.empty(batch_size, config.n_best, device)
+    tokens = torch.full((batch_size * k,), BOS_ID, device=device)
+    parents = torch.full((batch_size * k,), -1, device=device)
+    history = tokens.new_empty(batch_size * k, 0) if config.no_repeat_ngram_size else None
+    coverage = None  # (Ba * k, S) attention summed over steps, for the coverage penalty
+
+    trail, done_items, done_best = _Trail(), [], []
+    first_forced = int(max_lens.min())
+    for t in range(int(max_lens.max()) + 1):
+        log_probs, state, attn = model.step(tokens, state)
+        offset = trail.add(tokens, parents, attn)
+        if config.coverage_penalty:
+            if attn is None:
+                raise ValueError("coverage_penalty needs a model whose step returns attention")
+            coverage = attn.float() if coverage is None else coverage + attn
+        log_probs = mask_log_probs(
+            log_probs.float(),
+            t,
+            min_len=config.min_len,
+            force_eos=(max_lens <= t).repeat_interleave(k) if t >= first_forced else None,
+            history=history,
+            no_repeat_ngram_size=config.no_repeat_ngram_size,
+        )
+        eos_scores, scores, rows, tokens = _extend(log_probs, scores)
+        best = best.add(_finished(eos_scores, scores, t, offset, coverage, src_lens, config))
+
+        stopped = best_possible(scores, max_lens, config.length_penalty) <= best.norm[:, -1]
+        active = (~stopped).nonzero().squeeze(1)  # the one host sync per step
+        if active.numel() < items.numel():
+            done_items.append(items[stopped])
+            done_best.append(best[stopped])
+            if active.numel() == 0:
+                break
+            items, src_lens, max_lens, scores, best = (
+                x[active] for x in (items, src_lens, max_lens, scores, best)
+            )
+            rows, tokens = rows[active], tokens[active]
+        rows, tokens = rows.view(-1), tokens.view(-1)  # (Ba * k,)
+        parents = offset + rows
+        state = model.reorder(state, rows)
+        if history is not None:
+            history = torch.cat([history[rows], tokens[:, None]], 1)
+        if coverage is not None:
+            coverage = coverage[rows]
+    return _results(batch_size, done_items, done_best, trail, src_lengths)
+
+
+def best_possible(scores: Tensor, max_lens: Tensor, alpha: float) -> Tensor:
+    """Per sentence (Ba,), the highest normalized score any of its active beams can still reach.
+
+    Log-probabilities only decrease, and for alpha >= 0 the length penalty only grows, so a beam
+    scoring s <= 0 can reach at most s / lp(max length + EOS); the coverage penalty is <= 0 and can
+    only lower that. The bound is exact for alpha = 0 and loose (later stops) for alpha > 0.
+    """
+    return scores.max(1).values / length_penalty(max_lens + 1, alpha)
+
+
+def _extend(log_probs: Tensor, scores: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Score every one-token extension of the beams ``scores`` (Ba, k), log_probs (Ba * k, V).
+
+    Returns the EOS extensions' scores (Ba, k), and the best k other extensions: their scores
+    (Ba, k), the rows they extend (Ba, k) and their last tokens (Ba, k). Overwrites the EOS
+    column of ``log_probs`` (the masked copy).
+    """
+    n_sent, k = scores.shape
+    vocab = log_probs.size(1)
+    eos_scores = scores + log_probs[:, EOS_ID].view(n_sent, k)
+    log_probs[:, EOS_ID] = -torch.inf
+    flat = (scores.view(-1, 1) + log_probs).view(n_sent, k * vocab)
+    top_scores, top = flat.topk(k, 1)  # (Ba, k)
+    rows = top // vocab + torch.arange(0, n_sent * k, k, device=top.device)[:, None]
+    return eos_scores, top_scores, rows, top % vocab
+
+
+def _finished(
+    eos_scores: Tensor,
+    active_scores: Tensor,
+    t: int,
+    offset: int,
+    coverage: Tensor | None,
+    src_lens: Tensor,
+    config: SearchConfig,
+) -> _Finished:
+    """The EOS extensions at step t that rank among their sentence's k best extensions (Ba, k)."""
+    k = config.beam_size
+    kth_best = torch.cat([active_scores, eos_scores], 1).topk(k, 1).values[:, -1:]  # (Ba, 1)
+    kept = (eos_scores >= kth_best) & (eos_scores > -torch.inf)
+    norm = eos_scores / length_penalty(t + 1, config.length_penalty)
+    if coverage is not None:
+        per_row = coverage_penalty(coverage, src_lens.repeat_interleave(k), config.coverage_penalty)
+        norm = norm + per_row.view(-1, k)
+    rows = offset + torch.arange(eos_scores.numel(), device=eos_scores.device).view(-1, k)
+    return _Finished(
+        norm.masked_fill(~kept, -torch.inf), eos_scores.masked_fill(~kept, -torch.inf), rows
+    )
+
+
+@dataclass
+class _Finished:
+    """Finished hypotheses per sentence, best first; -inf marks an empty slot."""
+
+    norm: Tensor  # (Ba, n) normalized score, for ranking
+    score: Tensor  # (Ba, n) log-probability
+    row: Tensor  # (Ba, n) trail row that emitted EOS
+
+    @staticmethod
+    def empty(n_sent: int, n: int, device: torch.device) -> _Finished:
+        norm = torch.full((n_sent, n), -torch.inf, device=device)
+        return _Finished(norm, norm.clone(), torch.zeros_like(norm, dtype=torch.long))
+
+    def add(self, other: _Finished) -> _Finished:
+        """The best n of both."""
+        norm, index = torch.cat([self.norm, other.norm], 1).topk(self.norm.size(1), 1)
+        score = torch.cat([self.score, other.score], 1).gather(1, index)
+        return _Finished(norm, score, torch.cat([self.row, other.row], 1).gather(1, index))
+
+    def __getitem__(self, index: Tensor) -> _Finished:
+        """The sentences at ``index`` (indices or a mask)."""
+        return _Finished(self.norm[index], self.score[index], self.row[index])
+
+
+class _Trail:
+    """Every step's rows: the token each was fed, its parent row and its attention."""
+
+    def __init__(self) -> None:
+        self.tokens: list[Tensor] = []
+        self.parents: list[Tensor] = []
+        self.attention: list[Tensor] = []
+        self.size = 0
+
+    def add(self, tokens: Tensor, parents: Tensor, attention: Tensor | None) -> int:
+        """Append one step's rows; return the trail row of its first."""
+        self.tokens.append(tokens)
+        self.parents.append(parents)
+        if attention is not None:
+            self.attention.append(attention)
+        offset, self.size = self.size, self.size + tokens.numel()
+        return offset
+
+    def backtrack(self) -> _Backtrack:
+        attention = torch.cat(self.attention).cpu() if self.attention else None
+        return _Backtrack(
+            torch.cat(self.tokens).tolist(), torch.cat(self.parents).tolist(), attention
+        )
+
+
+@dataclass
+class _Backtrack:
+    tokens: list[int]
+    parents: list[int]
+    attention: Tensor | None  # (trail rows, S)
+
+    def hypothesis(self, row: int, score: float, norm: float, src_len: int) -> Hypothesis:
+        """The hypothesis whose EOS was emitted by trail ``row``."""
+        path = []  # rows from EOS back to BOS
+        while row >= 0:
+            path.append(row)
+            row = self.parents[row]
+        path.reverse()
+        tokens = [self.tokens[r] for r in path[1:]]  # what the rows after BOS were fed
+        attention = None if self.attention is None else self.attention[path, :src_len]
+        return Hypothesis(tokens, score, norm, attention)
+
+
+def _results(
+    batch_size: int,
+    items: list[Tensor],
+    best: list[_Finished],
+    trail: _Trail,
+    src_lengths: Tensor,
+) -> list[list[Hypothesis]]:
+    backtrack = trail.backtrack()
+    src_lens = src_lengths.tolist()
+    results: list[list[Hypothesis]] = [[] for _ in range(batch_size)]
+    for chunk_items, chunk in zip(items, best, strict=True):
+        for i, norms, scores, rows in zip(
+            chunk_items.tolist(),
+            chunk.norm.tolist(),
+            chunk.score.tolist(),
+            chunk.row.tolist(),
+            strict=True,
+        ):
+            results[i] = [
+                backtrack.hypothesis(row, score, norm, src_lens[i])
+                for norm, score, row in zip(norms, scores, rows, strict=True)
+                if score > -torch.inf
+            ]
+    return results
