@@ -1,4 +1,5 @@
-"""Corpus-level text metrics (sacreBLEU's BLEU and chrF), shared by every generating model."""
+"""Corpus-level text metrics (sacreBLEU's BLEU and chrF, BLEU-1..4, exact match), shared by every
+generating model."""
 
 from __future__ import annotations
 
@@ -38,3 +39,28 @@ def corpus_scores(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> CorpusS
         bleu_signature=str(bleu.get_signature()),
         chrf_signature=str(chrf.get_signature()),
     )
+
+
+def bleu_n(hyps: Sequence[str], refs: Sequence[Sequence[str]], max_order: int = 4) -> list[float]:
+    """BLEU-1 .. BLEU-``max_order`` (sacreBLEU, cased, 13a), as captioning papers report them.
+
+    BLEU-n is the geometric mean of the 1..n-gram precisions times the brevity penalty.
+    """
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference sets")
+    streams = [list(s) for s in zip_longest(*refs)]
+    return [
+        BLEU(max_ngram_order=n).corpus_score(list(hyps), streams).score
+        for n in range(1, max_order + 1)
+    ]
+
+
+def exact_match(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float:
+    """Percentage of hypotheses equal to one of their references (after whitespace cleanup)."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference sets")
+    hits = sum(
+        " ".join(h.split()) in {" ".join(r.split()) for r in rs}
+        for h, rs in zip(hyps, refs, strict=True)
+    )
+    return 100.0 * hits / max(len(hyps), 1)

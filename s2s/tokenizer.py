@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import itertools
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from typing import Literal
 
 import sentencepiece as spm
 
-from s2s.io import read_lines
+from s2s.io import DataError, read_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_IDS = frozenset((PAD_ID, UNK_ID, BOS_ID, EOS_ID))
@@ -45,7 +46,7 @@ class Tokenizer:
         files: Sequence[str | Path],
         *,
         vocab_size: int = 8000,
-        model_type: Literal["unigram", "bpe"] = "unigram",
+        model_type: Literal["unigram", "bpe", "char"] = "unigram",
         character_coverage: float = 1.0,
         cache_dir: str | Path = ".cache/tokenizers",
     ) -> Tokenizer:
@@ -53,7 +54,11 @@ class Tokenizer:
 
         Byte fallback keeps characters unseen in training (emoji, rare scripts) lossless.
         ``vocab_size`` is an upper bound: tiny corpora get the largest vocabulary they support.
+        ``char`` gives one piece per character (character-level models); its vocabulary holds
+        the 4 special and 256 byte pieces too, so it needs ``vocab_size`` > 260.
         """
+        if model_type == "char" and vocab_size <= 4 + 256:
+            raise ValueError(f"a char tokenizer needs vocab_size > 260, got {vocab_size}")
         options = dict(
             vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage
         )
@@ -69,7 +74,11 @@ class Tokenizer:
                 log.info("Reusing tokenizer %s", cache)
                 return cls.load(cache)
             log.info("Training tokenizer on %s -> %s", [str(f) for f in files], cache)
-            tok = cls(_train_proto(_lines(files), **options))
+            sentences = _lines(files)
+            first = next(sentences, None)  # SentencePiece fails obscurely on no text
+            if first is None:
+                raise DataError(f"{', '.join(map(str, files))}: no text to train a tokenizer on")
+            tok = cls(_train_proto(itertools.chain([first], sentences), **options))
             tok.save(cache)
         return tok
 
@@ -93,8 +102,13 @@ class Tokenizer:
         return self._sp.encode(text)
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Text of ``ids``; special ids are dropped."""
-        return self._sp.decode([int(i) for i in ids if int(i) not in SPECIAL_IDS])
+        """Text of ``ids``; special ids are dropped.
+
+        Line breaks (which only byte-fallback pieces can produce) become spaces: one output is
+        one line of a hypotheses file.
+        """
+        text = self._sp.decode([int(i) for i in ids if int(i) not in SPECIAL_IDS])
+        return " ".join(text.splitlines())
 
     def pieces(self, ids: Iterable[int]) -> list[str]:
         """One readable piece per id (for attention plots)."""

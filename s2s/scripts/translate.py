@@ -81,7 +81,12 @@ def main(argv: list[str] | None = None) -> None:
             nbests = beam_search(model, batch, search)
         for i, nbest in zip(batch.indices.tolist(), nbests, strict=True):
             outputs[i] = nbest
-    text = "".join(tgt_tok.decode(hyp.tokens) + "\n" for nbest in outputs for hyp in nbest)
+    # An empty line gives empty lines, whatever the model would make of an empty source.
+    text = "".join(
+        (tgt_tok.decode(hyp.tokens) if line.strip() else "") + "\n"
+        for line, nbest in zip(lines, outputs, strict=True)
+        for hyp in nbest
+    )
     if args.output == "-":
         sys.stdout.write(text)
     else:
@@ -89,6 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.attention_png:
         args.attention_png.mkdir(parents=True, exist_ok=True)
         for i, (line, nbest) in enumerate(zip(lines, outputs, strict=True)):
+            if not line.strip():
+                continue
             hyp = nbest[0]
             if hyp.attention is None:
                 sys.exit("s2s-translate: this model has no attention to draw")

@@ -1,0 +1,130 @@
+import io
+import sys
+
+import pytest
+import torch
+
+from s2s.checkpoint import load_model
+from s2s.data import make_batches
+from s2s.decoding import beam_search
+from s2s.scripts.translate import main
+
+LINES = ["a b c", "", "h g f e d", "b", "c a c a g h"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(copy_run):
+    return copy_run / "run" / "checkpoints" / "last.ckpt"
+
+
+@pytest.fixture
+def input_file(tmp_path):
+    path = tmp_path / "input.txt"
+    path.write_text("".join(line + "\n" for line in LINES), encoding="utf-8")
+    return path
+
+
+def translate(tmp_path, *args: str) -> list[str]:
+    out = tmp_path / "output.txt"
+    main([*args, "--output", str(out)])
+    return out.read_text(encoding="utf-8").split("\n")[:-1]
+
+
+def python_translation(model, line: str) -> str:
+    """The 1-best of the model's own search settings, decoding ``line`` alone."""
+    src_tok, tgt_tok = model.tokenizers["src"], model.tokenizers["tgt"]
+    (batch,) = make_batches([line], src_tok, max_tokens=1000, max_len=250)
+    return tgt_tok.decode(beam_search(model, batch, model.search)[0][0].tokens)
+
+
+def test_output_equals_python_decoding(tmp_path, ckpt, input_file):
+    outputs = translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file))
+    assert len(outputs) == len(LINES)
+    assert outputs[1] == ""  # an empty line gives an empty line
+    model = load_model(ckpt)
+    expected = [python_translation(model, line) if line else "" for line in LINES]
+    assert outputs == expected
+    assert any(out == line for out, line in zip(outputs, LINES, strict=True) if line)  # it copies
+
+
+def test_stdin_to_stdout(ckpt, input_file, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(input_file.read_bytes())))
+    main(["--ckpt", str(ckpt)])
+    from_files = translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file))
+    assert capsys.readouterr().out == "".join(line + "\n" for line in from_files)
+
+
+def test_n_best(tmp_path, ckpt, input_file):
+    best = translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file))
+    two = translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file), "--n-best", "2")
+    assert len(two) == 2 * len(LINES)
+    assert two[::2] == best
+    assert two[2:4] == ["", ""]
+    assert all(a != b for a, b, line in zip(two[::2], two[1::2], LINES, strict=True) if line)
+
+
+def test_max_len_limits_outputs(tmp_path, ckpt, input_file):
+    outputs = translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file), "--max-len", "2")
+    assert len(outputs) == len(LINES)
+    assert max(len(out.split()) for out in outputs) <= 2  # one subword per symbol
+    assert max(len(out.split()) for out in outputs) == 2
+
+
+def test_sampling_is_seeded(tmp_path, ckpt, input_file):
+    args = ["--ckpt", str(ckpt), "--input", str(input_file), "--sample", "--temperature", "3"]
+    first = translate(tmp_path, *args, "--seed", "1")
+    assert len(first) == len(LINES) and first[1] == ""
+    assert translate(tmp_path, *args, "--seed", "1") == first
+
+
+def test_attention_pictures(tmp_path, ckpt, input_file):
+    pictures = tmp_path / "attention"
+    translate(
+        tmp_path, "--ckpt", str(ckpt), "--input", str(input_file), "--attention-png", str(pictures)
+    )
+    # One picture per sentence, named by line number; the empty line has none.
+    assert sorted(p.name for p in pictures.iterdir()) == [
+        "00001.png",
+        "00003.png",
+        "00004.png",
+        "00005.png",
+    ]
+    assert all(p.read_bytes().startswith(b"\x89PNG\r\n") for p in pictures.iterdir())
+
+
+def bad_checkpoints(tmp_path, ckpt):
+    data = ckpt.read_bytes()
+    (tmp_path / "truncated.ckpt").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.ckpt").write_text("not a checkpoint\n")
+    torch.save({"state_dict": {}}, tmp_path / "foreign.ckpt")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("truncated.ckpt", "not a readable checkpoint"),
+        ("text.ckpt", "not a readable checkpoint"),
+        ("foreign.ckpt", "not an s2s checkpoint"),
+        ("missing.ckpt", "no such checkpoint"),
+    ],
+)
+def test_bad_checkpoint_is_a_clear_error(tmp_path, ckpt, input_file, name, message):
+    bad_checkpoints(tmp_path, ckpt)
+    path = tmp_path / name
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--ckpt", str(path), "--input", str(input_file)])
+    assert str(exit_info.value.code).startswith(f"s2s-translate: {path}: {message}")
+
+
+def test_missing_input_is_a_clear_error(tmp_path, ckpt):
+    with pytest.raises(SystemExit, match=f"s2s-translate: {tmp_path}/nope.txt: no such file"):
+        main(["--ckpt", str(ckpt), "--input", str(tmp_path / "nope.txt")])
+
+
+def test_generated_line_breaks_stay_on_one_line(ckpt):
+    """Byte-fallback pieces can spell a line break; an output must still be one line."""
+    tok = load_model(ckpt).tokenizers["tgt"]
+    ids = [*tok.encode("a b"), tok._sp.piece_to_id("<0x0A>"), tok._sp.piece_to_id("<0x0D>")]
+    ids += tok.encode("c")
+    text = tok.decode(ids)
+    assert text.splitlines() == [text] and text.split() == ["a", "b", "c"]

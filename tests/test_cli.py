@@ -1,0 +1,130 @@
+import dataclasses
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from s2s.checkpoint import load_model
+from s2s.cli import make_cli
+from s2s.decoding import SearchConfig
+from s2s.io import read_lines
+from s2s.metrics import corpus_scores
+from s2s.models import Seq2Seq
+from s2s.optim import OptimConfig
+
+REPO = Path(__file__).parents[1]
+RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True)
+def no_pytest_argv(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["s2s"])  # LightningCLI warns about pytest's own arguments
+
+
+@pytest.fixture(scope="module")
+def tiny_de_en(tmp_path_factory) -> Path:
+    """A two-line German-English train split: enough to build tokenizers without training on
+    the real corpus."""
+    root = tmp_path_factory.mktemp("tiny_de_en")
+    (root / "train.de").write_text("ein Hund läuft\neine Katze schläft\n", encoding="utf-8")
+    (root / "train.en").write_text("a dog runs\na cat sleeps\n", encoding="utf-8")
+    return root
+
+
+def recipe_config(recipe: Path) -> dict:
+    return yaml.safe_load(recipe.read_text(encoding="utf-8"))
+
+
+TRANSLATION_RECIPES = [
+    r for r in RECIPES if recipe_config(r)["data"]["class_path"] == "s2s.data.TranslationData"
+]
+
+
+def test_there_are_recipes():
+    assert len(TRANSLATION_RECIPES) >= 3
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
+def test_every_recipe_parses(recipe, capsys):
+    """Every class path and argument is valid; vocabulary sizes come from the data module."""
+    config = recipe_config(recipe)
+    assert not [k for k in config["model"]["init_args"] if k.endswith("vocab_size")]
+    with pytest.raises(SystemExit) as exit_info:
+        make_cli(["--config", str(recipe), "--print_config"], run=False)
+    assert exit_info.value.code == 0
+    parsed = yaml.safe_load(capsys.readouterr().out)
+    assert parsed["model"]["class_path"] == config["model"]["class_path"]
+    assert parsed["data"]["class_path"] == config["data"]["class_path"]
+
+
+@pytest.mark.parametrize("recipe", TRANSLATION_RECIPES, ids=lambda p: p.stem)
+def test_translation_recipe_builds_its_model(recipe, tiny_de_en, tmp_path, monkeypatch):
+    """The recipe's model gets the vocabulary sizes of the data module's tokenizers."""
+    config = recipe_config(recipe)
+    monkeypatch.chdir(tmp_path)  # the recipe's relative run folders
+    cli = make_cli(
+        [
+            "--config",
+            str(recipe),
+            "--data.init_args.data_dir",
+            str(tiny_de_en),
+            "--data.init_args.cache_dir",
+            str(tmp_path / "cache"),
+        ],
+        run=False,
+    )
+    model, data = cli.model, cli.datamodule
+    assert isinstance(model, Seq2Seq)
+    # The recipe's own data is in the repository.
+    for lang in (data.src_lang, data.tgt_lang):
+        split = REPO / config["data"]["init_args"]["data_dir"] / f"{data.train_split}.{lang}"
+        assert split.is_file() or split.with_name(split.name + ".gz").is_file()
+    assert model.hparams.src_vocab_size == data.src_vocab_size
+    assert model.encoder.embedding.num_embeddings == data.src_tokenizer.vocab_size
+    assert model.decoder.output.out_features == data.tgt_tokenizer.vocab_size
+    for name, value in config["model"]["init_args"].items():
+        if isinstance(value, dict):  # optim, search: frozen dataclasses built from the YAML
+            built = getattr(model, name)
+            assert isinstance(built, OptimConfig | SearchConfig)
+            assert dataclasses.asdict(built).items() >= value.items()
+        else:
+            assert model.hparams[name] == value, name
+
+
+def test_fit_checkpoint_rebuilds_the_model(copy_run):
+    """The checkpoint alone gives back the model `s2s fit` trained, with its typed configs."""
+    model = load_model(copy_run / "run" / "checkpoints" / "last.ckpt")
+    assert isinstance(model, Seq2Seq) and not model.training
+    assert model.search == SearchConfig(beam_size=3, max_len_a=1.5, max_len_b=5)
+    assert model.optim == OptimConfig(lr=0.01)
+    assert model.hparams.attention == "bahdanau"
+    assert set(model.tokenizers) == {"src", "tgt"}
+    assert (copy_run / "run" / "logs" / "version_0" / "config.yaml").is_file()
+
+
+def test_test_reports_scores_of_its_hypotheses_file(copy_run, tmp_path, capsys):
+    cli = make_cli(
+        [
+            "test",
+            "--config",
+            str(copy_run / "config.yaml"),
+            "--ckpt_path",
+            str(copy_run / "run" / "checkpoints" / "last.ckpt"),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+        ]
+    )
+    hyps = read_lines(tmp_path / "logs" / "version_0" / "test_hypotheses.txt")
+    refs = read_lines(copy_run / "data" / "test.tgt")
+    assert len(hyps) == len(refs)
+    assert not any("▁" in h for h in hyps)  # detokenized
+    expected = corpus_scores(hyps, [[r] for r in refs])
+    assert expected.bleu > 50  # the copy task was learnt: the comparison below is not 0 == 0
+    metrics = cli.trainer.callback_metrics
+    assert float(metrics["test/bleu"]) == pytest.approx(expected.bleu, abs=1e-4)
+    assert float(metrics["test/chrf"]) == pytest.approx(expected.chrf, abs=1e-4)
+    out = capsys.readouterr().out
+    assert re.search(rf"BLEU = {expected.bleu:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
+    assert re.search(rf"chrF = {expected.chrf:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)

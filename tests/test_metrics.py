@@ -1,0 +1,47 @@
+import pytest
+
+from s2s.metrics import corpus_scores
+
+
+def test_single_reference_by_hand():
+    # n-gram matches 3/4, 2/3, 1/2, 0/1; exp smoothing makes the empty 4-gram precision 1/2;
+    # equal lengths: no brevity penalty.
+    scores = corpus_scores(["a b c d"], [["a b c e"]])
+    assert scores.bleu == pytest.approx((75 * 200 / 3 * 50 * 50) ** 0.25)
+    # Character n-grams (spaces dropped) of orders 1-4 exist; hypothesis and reference have
+    # equal counts, so each order's F-score is its precision: 3/4, 2/3, 1/2, 0.
+    assert scores.chrf == pytest.approx(100 * (3 / 4 + 2 / 3 + 1 / 2 + 0) / 4)
+    assert scores.bleu_signature.startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|")
+    assert scores.chrf_signature.startswith("nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|")
+
+
+def test_variable_numbers_of_references_by_hand():
+    """The second hypothesis matches its second reference; the first item has one reference."""
+    scores = corpus_scores(["a b c d", "a b"], [["a b c e"], ["x y z", "a b"]])
+    # Corpus n-gram matches: 5/6, 3/4, 1/2, 0/1 (smoothed to 1/2); closest reference lengths
+    # 4 + 2 = hypothesis length: no brevity penalty.
+    assert scores.bleu == pytest.approx((100 * 5 / 6 * 75 * 50 * 50) ** 0.25)
+    assert scores.chrf == pytest.approx(100 * (5 / 6 + 3 / 4 + 1 / 2 + 0) / 4)
+    assert scores.bleu_signature.startswith("nrefs:var|")
+
+
+@pytest.mark.parametrize("refs", [[["a b c d"], ["x y z", "a b"]], [["a b c d"], ["a b", "x y z"]]])
+def test_any_reference_may_match(refs):
+    scores = corpus_scores(["a b c d", "a b"], refs)
+    assert (scores.bleu, scores.chrf) == (pytest.approx(100), pytest.approx(100))
+
+
+def test_nothing_in_common_scores_zero():
+    scores = corpus_scores(["abc"], [["xyz"]])
+    assert (scores.bleu, scores.chrf) == (0, 0)
+
+
+def test_report_shows_scores_and_signatures():
+    text = str(corpus_scores(["a b c d"], [["a b c e"]]))
+    assert text.startswith("BLEU = 59.46 (nrefs:1|")
+    assert "\nchrF = 47.92 (nrefs:1|" in text
+
+
+def test_count_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="2 hypotheses but 1 reference sets"):
+        corpus_scores(["a", "b"], [["a"]])
