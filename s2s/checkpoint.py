@@ -1,13 +1,19 @@
-"""Rebuilding a trained model from its checkpoint alone: class, hyperparameters, weights."""
+"""Checkpoint files: written atomically, read with clear errors, and rebuilt into a model from the
+file alone (class, hyperparameters, weights, tokenizers)."""
 
 from __future__ import annotations
 
 import importlib
+import os
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.cli import instantiate_module
+from lightning.pytorch.plugins import TorchCheckpointIO
+
+from s2s.tokenizer import Tokenizer
 
 CLASS_KEY = "s2s_class"  # the checkpoint entry naming the model class
 
@@ -16,13 +22,52 @@ def class_path(obj: object) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
-def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+class TokenizersInCheckpoint:
+    """LightningModule mixin: a checkpoint alone restores a usable model, tokenizers included.
+
+    At setup the tokenizers named ``tokenizer_names`` come from the data module
+    (``datamodule.{name}_tokenizer``); a checkpoint stores them with the model's class path.
+    Fine-tuning on data tokenized differently from the checkpoint is an error.
+    """
+
+    tokenizer_names: tuple[str, ...] = ("tgt",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.tokenizers: dict[str, Tokenizer] = {}
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)  # type: ignore[attr-defined]
+        if datamodule is None:
+            return
+        for name in self.tokenizer_names:
+            tok = getattr(datamodule, f"{name}_tokenizer")
+            if name in self.tokenizers and self.tokenizers[name] != tok:
+                raise ValueError(
+                    f"the data's {name} tokenizer differs from the checkpoint's: fine-tuning must "
+                    "keep the tokenizer the model was trained with"
+                )
+            self.tokenizers[name] = tok
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[CLASS_KEY] = class_path(self)
+        checkpoint["tokenizers"] = {name: tok.proto for name, tok in self.tokenizers.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.tokenizers = {
+            name: Tokenizer(proto) for name, proto in checkpoint.get("tokenizers", {}).items()
+        }
+
+
+def read_checkpoint(
+    path: str | Path, map_location: Any = "cpu", *, weights_only: bool = True
+) -> dict[str, Any]:
     """The checkpoint's contents; a missing, truncated or foreign file is a clear ValueError."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path, map_location=map_location, weights_only=weights_only)
     except Exception as e:  # torch raises many types for corrupt files
         raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or CLASS_KEY not in ckpt:
@@ -30,12 +75,56 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
     return ckpt
 
 
+def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
+    """Write ``checkpoint`` to a temporary file next to ``path``, then rename it over ``path``:
+    a run killed while saving leaves the previous file whole."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, path)  # atomic: same folder, so same file system
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class CheckpointIO(TorchCheckpointIO):
+    """How ``s2s`` runs save and load checkpoint files (the CLI installs it as a trainer plugin).
+
+    Lightning's own save is atomic only when the system temp folder shares the checkpoint's file
+    system: it renames a file from there, which becomes an interruptible copy across file systems
+    (node-local ``/tmp`` on most clusters). This one saves with :func:`save_checkpoint`, and loads
+    with :func:`read_checkpoint`'s errors naming the file where Lightning fails with a bare
+    ``KeyError`` on a foreign file. Remote URLs (``s3://``) keep Lightning's handling.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None
+    ) -> None:
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        save_checkpoint(checkpoint, path)
+
+    def load_checkpoint(
+        self, path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        if "://" in str(path):
+            return super().load_checkpoint(path, map_location, weights_only)
+        return read_checkpoint(path, map_location, weights_only=weights_only is not False)
+
+
 def load_model(path: str | Path, map_location: Any = "cpu") -> L.LightningModule:
     """The model saved in ``path``, in eval mode."""
     ckpt = read_checkpoint(path, map_location)
     module_name, _, name = ckpt[CLASS_KEY].rpartition(".")
     cls = getattr(importlib.import_module(module_name), name)
-    model = cls(**ckpt["hyper_parameters"])
+    hparams = dict(ckpt["hyper_parameters"])
+    if hparams.pop("_instantiator", None):
+        # Built by LightningCLI: nested configs were saved as dicts, and jsonargparse turns them
+        # back into their dataclasses (OptimConfig, SearchConfig).
+        model = instantiate_module(cls, hparams)
+    else:
+        model = cls(**hparams)
     model.on_load_checkpoint(ckpt)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(map_location).eval()

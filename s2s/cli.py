@@ -1,7 +1,7 @@
 """``s2s fit|validate|test|predict --config recipes/X.yaml``: LightningCLI for every s2s model.
 
-Vocabulary sizes flow from the data module to the model (``link_arguments``), so a recipe never
-types them; a link whose source or target a class lacks (e.g. a captioner has no source
+Vocabulary sizes and label sets flow from the data module to the model (``link_arguments``), so a
+recipe never types them; a link whose source or target a class lacks (e.g. a captioner has no source
 vocabulary) is skipped.
 """
 
@@ -10,25 +10,51 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
+from s2s.callbacks import StopOnNonFiniteLoss
+from s2s.checkpoint import read_checkpoint
+
 
 class S2SCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
-        for name in ("src_vocab_size", "tgt_vocab_size"):
+        # Always on, whatever callbacks a recipe lists: a NaN loss stops the run, usable.
+        parser.add_lightning_class_args(StopOnNonFiniteLoss, "stop_on_nonfinite_loss")
+        for name in ("src_vocab_size", "tgt_vocab_size", "labels"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+        # Fine-tuning: the data is tokenized with the tokenizers of the model's checkpoint.
+        parser.link_arguments("model.init_args.init_from", "data.init_args.tokenizer_from")
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads the hyperparameters of ``--ckpt_path`` before anything else; a bad
+        file gets :func:`read_checkpoint`'s error, which names it."""
+        try:
+            super()._parse_ckpt_path()
+        except Exception:
+            read_checkpoint(self.config[self.config.subcommand].ckpt_path)
+            raise
 
 
 def main(args: ArgsType = None) -> None:
     """Entry point of the ``s2s`` command."""
-    S2SCLI(
+    make_cli(args)
+
+
+def make_cli(args: ArgsType = None, run: bool = True) -> S2SCLI:
+    """The ``s2s`` LightningCLI; ``run=False`` only parses ``args`` and instantiates (tests)."""
+    return S2SCLI(
         L.LightningModule,
         L.LightningDataModule,
         subclass_mode_model=True,
         subclass_mode_data=True,
         auto_configure_optimizers=False,
-        # s2s data modules shard their token-budget batches across ranks themselves.
-        trainer_defaults={"use_distributed_sampler": False},
+        trainer_defaults={
+            # s2s data modules shard their token-budget batches across ranks themselves.
+            "use_distributed_sampler": False,
+            # Atomic saves on any file system; clear errors for bad --ckpt_path files.
+            "plugins": [{"class_path": "s2s.checkpoint.CheckpointIO"}],
+        },
         save_config_kwargs={"overwrite": True},
         args=args,
+        run=run,
     )
 
 

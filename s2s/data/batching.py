@@ -1,4 +1,5 @@
-"""Token-budget batching: batches of similar-length examples, shared equally among DDP ranks.
+"""Token-budget batching: batches of similar-length examples, shared equally among DDP ranks, and
+the DataLoader over them that resumes in the middle of an epoch.
 
 Batches hold as many examples as fit a token budget (counting padding) rather than a fixed number,
 as in fairseq's ``max_tokens``; sorting by length first keeps padding small.
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
+from typing import Any
 
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 
 class TokenBatchSampler(Sampler[list[int]]):
@@ -48,6 +50,7 @@ class TokenBatchSampler(Sampler[list[int]]):
         self.num_replicas = num_replicas
         self.rank = rank
         self.epoch = 0
+        self.start = 0  # batches of the epoch the next iteration skips (resuming mid-epoch)
         self._slices = self._split_for_replicas(self._cut(sorted(self.lengths)))
 
     def _cut(self, sorted_lengths: list[int]) -> list[tuple[int, int]]:
@@ -109,7 +112,62 @@ class TokenBatchSampler(Sampler[list[int]]):
         return batches
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self._global_batches()[self.rank :: self.num_replicas])
+        # A generator, so the epoch is read at the first batch: when Lightning resumes a run, it
+        # creates the DataLoader's iterator before it calls ``set_epoch``.
+        batches = self._global_batches()[self.rank :: self.num_replicas]
+        start, self.start = self.start, 0
+        yield from batches[start:]
 
     def __len__(self) -> int:
         return len(self._slices) // self.num_replicas
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a :class:`TokenBatchSampler` that resumes in the middle of an epoch.
+
+    Lightning stores the ``state_dict()`` of a training loader that has one in checkpoints, and on
+    resume passes it to ``load_state_dict`` before the restarted epoch. The state is the epoch and
+    how many of its batches this loader has yielded, so the restarted epoch goes on with the
+    batches not yet trained on; a plain DataLoader would start the epoch again from its first
+    batch (Lightning counts the batches done, not which ones).
+    """
+
+    batch_sampler: TokenBatchSampler
+
+    def __init__(self, dataset: Dataset, batch_sampler: TokenBatchSampler, **kwargs: Any) -> None:
+        super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+        self._position = (batch_sampler.epoch, 0)  # (epoch, batches of it yielded)
+        self._resume_at: tuple[int, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self._position
+        return {"epoch": epoch, "batches": batches}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = (state["epoch"], state["batches"])
+
+    def __iter__(self) -> Iterator[Any]:
+        # A generator: this runs at the first batch, after Lightning's ``set_epoch``.
+        epoch = self.batch_sampler.epoch
+        start = self._resume_at[1] if self._resume_at and self._resume_at[0] == epoch else 0
+        self._resume_at = None
+        self.batch_sampler.start = start
+        self._position = (epoch, start)
+        for n, batch in enumerate(super().__iter__(), start=start + 1):
+            self._position = (epoch, n)
+            yield batch
+
+
+def replicas(trainer: Any, owner: str) -> tuple[int, int]:
+    """``(num_replicas, rank)`` for a data module that shards its batches itself; ``(1, 0)``
+    without a trainer. Lightning's distributed sampler would shard them a second time, so with
+    several devices it must be off; ``owner`` names the data module in that error."""
+    if trainer is None:
+        return 1, 0
+    if trainer.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:
+        raise ValueError(
+            f"{owner} shards its batches across devices itself, which Lightning's distributed "
+            "sampler cannot do: set `trainer.use_distributed_sampler: false` in the config "
+            "(Trainer(use_distributed_sampler=False) in Python)"
+        )
+    return trainer.world_size, trainer.global_rank

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from s2s.data.batching import TokenBatchSampler
+from s2s.checkpoint import read_checkpoint
+from s2s.data.batching import ResumableDataLoader, TokenBatchSampler
 from s2s.io import DataError, read_lines, read_parallel
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
@@ -131,6 +132,8 @@ class TranslationData(L.LightningDataModule):
         eval_max_tokens: Token budget of a validation, test or predict batch.
         num_workers: DataLoader worker processes.
         seed: Seed of the training batch order (combined with the epoch).
+        tokenizer_from: An s2s translation checkpoint whose tokenizers to use instead of training
+            new ones (fine-tuning; ``s2s`` links it from ``model.init_from``).
     """
 
     def __init__(
@@ -153,6 +156,7 @@ class TranslationData(L.LightningDataModule):
         eval_max_tokens: int = 8192,
         num_workers: int = 0,
         seed: int = 0,
+        tokenizer_from: str | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # so a checkpoint records how to rebuild the tokenizers
@@ -169,6 +173,7 @@ class TranslationData(L.LightningDataModule):
         self.max_tokens, self.eval_max_tokens = max_tokens, eval_max_tokens
         self.num_workers = num_workers
         self.seed = seed
+        self.tokenizer_from = tokenizer_from
         self.datasets: dict[str, TranslationDataset] = {}  # "train", "val", "test", "predict"
 
     def _split_path(self, split: str, lang: str) -> Path:
@@ -181,6 +186,14 @@ class TranslationData(L.LightningDataModule):
 
     @cached_property
     def _tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
+        if self.tokenizer_from:
+            saved = read_checkpoint(self.tokenizer_from).get("tokenizers", {})
+            if not {"src", "tgt"} <= saved.keys():
+                raise ValueError(
+                    f"{self.tokenizer_from}: has no source and target tokenizers (only "
+                    f"{sorted(saved)}): not a translation checkpoint"
+                )
+            return Tokenizer(saved["src"]), Tokenizer(saved["tgt"])
         src, tgt = (
             self._split_path(self.train_split, lang) for lang in (self.src_lang, self.tgt_lang)
         )
@@ -248,10 +261,13 @@ class TranslationData(L.LightningDataModule):
                 too_long += 1
             else:
                 examples.append(Example(i, src, tgt, tgt_line))
-        log.info(
+        counts = (
             f"{self.train_split}: kept {len(examples)} of {len(src_lines)} pairs ({too_short} "
             f"empty/too short, {too_long} longer than {self.max_len} tokens)"
         )
+        if not examples:
+            raise DataError(f"{counts}: nothing to train on; check min_len and max_len")
+        log.info(counts)
         return TranslationDataset(examples)
 
     def _eval_set(self, split: str) -> TranslationDataset:
@@ -285,7 +301,9 @@ class TranslationData(L.LightningDataModule):
             num_replicas=num_replicas,
             rank=rank,
         )
-        return DataLoader(
+        # Lightning resumes the training loader mid-epoch; evaluation always runs whole.
+        loader = ResumableDataLoader if shuffle else DataLoader
+        return loader(
             dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers
         )
 

@@ -1,0 +1,63 @@
+"""Training callbacks that Lightning lacks: stop on a non-finite loss, freeze the encoder."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor
+
+
+class StopOnNonFiniteLoss(L.Callback):
+    """Stop training with a clear error as soon as the training loss is NaN or infinite.
+
+    The check runs before the backward pass, so neither the weights nor the optimizer state take
+    the bad step: the last checkpoint is usable to resume from (with a lower learning rate, say).
+    Lightning's own checks act too late for that: ``EarlyStopping(check_finite=True)`` looks at
+    the end of an epoch or validation, after the NaN has reached the weights and any checkpoint
+    written since; ``Trainer(detect_anomaly=True)`` traces every operation and is slow. Under DDP
+    all ranks stop together (one boolean all-reduce a step), so none waits for a stopped one.
+    ``s2s`` adds it to every run.
+    """
+
+    def on_before_backward(self, trainer: L.Trainer, pl_module: L.LightningModule, loss: Tensor):
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return
+        where = f"{loss.item()}" if not finite else "not finite on another rank"
+        raise FloatingPointError(
+            f"training loss {where} at step {trainer.global_step} (epoch "
+            f"{trainer.current_epoch}): stopped before the update, so the last checkpoint is "
+            "usable; resume from it (--ckpt_path last) with a lower learning rate or gradient "
+            "clipping"
+        )
+
+
+class FreezeEncoder(L.Callback):
+    """Keep the model's ``encoder`` fixed for the first ``epochs`` epochs (fine-tuning: let a new
+    decoder-side task settle before the encoder adapts).
+
+    The encoder's gradients are dropped before every optimizer step of those epochs; optimizers
+    skip parameters without gradients, and gradient clipping never sees them. Unlike Lightning's
+    ``BaseFinetuning`` (``requires_grad=False``) this is correct under DDP, which registers the
+    parameters to synchronise once, when it wraps the model, and would never synchronise an
+    encoder unfrozen later.
+
+    Args:
+        epochs: Epochs (from the first, counting any already trained) with a frozen encoder.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        if epochs < 1:
+            raise ValueError(f"FreezeEncoder needs epochs >= 1, got {epochs}")
+        self.epochs = epochs
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not isinstance(getattr(pl_module, "encoder", None), torch.nn.Module):
+            raise ValueError(f"FreezeEncoder: {type(pl_module).__name__} has no `encoder` module")
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if trainer.current_epoch < self.epochs:
+            for param in pl_module.encoder.parameters():
+                param.grad = None

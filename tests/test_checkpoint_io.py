@@ -1,0 +1,73 @@
+"""Checkpoint files are written atomically and read with clear errors, in and out of the CLI."""
+
+import io
+import sys
+
+import pytest
+import torch
+from lightning.pytorch.plugins import TorchCheckpointIO
+from tiny import config, write_config, write_corpus
+
+from s2s.checkpoint import CLASS_KEY, CheckpointIO, read_checkpoint
+from s2s.cli import make_cli
+
+OLD = {CLASS_KEY: "m.M", "state_dict": {"w": torch.arange(1000.0)}}
+NEW = {CLASS_KEY: "m.M", "state_dict": {"w": -torch.arange(1000.0)}}
+
+
+class Killed(BaseException):
+    """Stands for the run dying in the middle of a save."""
+
+
+def half_then_die(obj, f, *args, **kwargs):
+    """torch.save that writes half of the file, then dies."""
+    buffer = io.BytesIO()
+    torch.serialization.save(obj, buffer)  # the real save: only torch.save is patched
+    half = buffer.getvalue()[: buffer.tell() // 2]
+    if isinstance(f, io.IOBase):
+        f.write(half)
+    else:
+        with open(f, "wb") as out:
+            out.write(half)
+    raise Killed
+
+
+@pytest.mark.parametrize(
+    "checkpoint_io", [CheckpointIO(), TorchCheckpointIO()], ids=["s2s", "lightning"]
+)
+def test_death_during_save_leaves_the_previous_checkpoint(checkpoint_io, tmp_path, monkeypatch):
+    """Ours, and Lightning's own (it serialises to memory first, then renames a temporary file)."""
+    path = tmp_path / "last.ckpt"
+    checkpoint_io.save_checkpoint(OLD, path)
+    monkeypatch.setattr(torch, "save", half_then_die)
+    with pytest.raises(Killed):
+        checkpoint_io.save_checkpoint(NEW, path)
+    monkeypatch.undo()
+    assert torch.equal(read_checkpoint(path)["state_dict"]["w"], OLD["state_dict"]["w"])
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]  # no temporary file left
+    checkpoint_io.save_checkpoint(NEW, path)
+    assert torch.equal(read_checkpoint(path)["state_dict"]["w"], NEW["state_dict"]["w"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"PK\x03\x04 cut short", "not a readable checkpoint"),
+        (None, r"not an s2s checkpoint \(no 's2s_class' entry\)"),
+    ],
+)
+def test_load_errors_name_the_file(content, message, tmp_path):
+    path = tmp_path / "bad.ckpt"
+    if content is None:
+        torch.save({"state_dict": {}}, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"{path}: {message}"):
+        CheckpointIO().load_checkpoint(path)
+
+
+def test_the_cli_installs_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["s2s"])
+    cfg = write_config(tmp_path / "c.yaml", config(tmp_path, write_corpus(tmp_path / "data")))
+    cli = make_cli(["--config", str(cfg)], run=False)
+    assert isinstance(cli.trainer.strategy.checkpoint_io, CheckpointIO)

@@ -1,0 +1,89 @@
+"""Fine-tuning: ``--model.init_from CKPT`` starts from the checkpoint's weights and tokenizes the
+new data with the checkpoint's tokenizers; an incompatible vocabulary is a clear error."""
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from tiny import run_cli, write_config, write_corpus
+
+from s2s.checkpoint import CLASS_KEY, load_model, read_checkpoint
+from s2s.data import TranslationData
+from s2s.models import Seq2Seq
+
+
+@pytest.fixture(scope="module")
+def base(copy_run):
+    """The copy-task checkpoint (symbols a-h) to fine-tune on German-English."""
+    return copy_run / "run" / "checkpoints" / "last.ckpt"
+
+
+def finetune_config(copy_run, tmp_path):
+    """The copy run's recipe on new data: 2 steps at a learning rate too small to move weights."""
+    cfg = yaml.safe_load((copy_run / "config.yaml").read_text(encoding="utf-8"))
+    cfg["trainer"].update(max_steps=2, default_root_dir=str(tmp_path), logger=False)
+    cfg["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp_path / "ckpt")
+    cfg["model"]["init_args"]["optim"] = {"lr": 1e-9}
+    cfg["data"]["init_args"].update(
+        data_dir=str(write_corpus(tmp_path / "data")),
+        src_lang="de",
+        tgt_lang="en",
+        cache_dir=str(tmp_path / "tokenizers"),
+    )
+    return cfg
+
+
+def test_init_from_loads_weights_and_keeps_the_tokenizers(copy_run, base, tmp_path):
+    cfg = write_config(tmp_path / "fit.yaml", finetune_config(copy_run, tmp_path))
+    run_cli("fit", "--config", str(cfg), "--model.init_from", str(base))
+
+    before, after = load_model(base), load_model(tmp_path / "ckpt/last.ckpt")
+    assert read_checkpoint(tmp_path / "ckpt/last.ckpt")["global_step"] == 2
+    assert after.tokenizers == before.tokenizers
+    assert not (tmp_path / "tokenizers").exists()  # no tokenizer was trained on the new data
+    for (name, p), q in zip(before.named_parameters(), after.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6), name  # started from the checkpoint (lr 1e-9)
+
+
+def trainer():
+    return L.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
+def test_data_with_other_tokenizers_is_a_clear_error(copy_run, base, tmp_path):
+    """Without the CLI's link, a data module that trains its own tokenizers is refused."""
+    init_args = finetune_config(copy_run, tmp_path)["data"]["init_args"]
+    data = TranslationData(**init_args)  # trains a tokenizer on the new data
+    hparams = load_model(base).hparams
+    model = Seq2Seq(**{**hparams, "init_from": str(base)})
+    with pytest.raises(ValueError, match="the data's src tokenizer differs from the checkpoint's"):
+        trainer().fit(model, data)
+
+
+def test_other_vocabulary_size_is_a_clear_error(base):
+    hparams = load_model(base).hparams
+    model = Seq2Seq(**{**hparams, "src_vocab_size": hparams["src_vocab_size"] + 1})
+    model.init_from = str(base)
+    with pytest.raises(
+        ValueError, match=rf"(?s){base}: its weights do not fit this model.*size mismatch"
+    ):
+        model.setup("fit")
+
+
+def test_tokenizers_from_a_checkpoint_without_source_tokenizer(base, tmp_path):
+    ckpt = read_checkpoint(base)
+    foreign = tmp_path / "lm.ckpt"
+    torch.save(
+        {CLASS_KEY: "some.LanguageModel", "tokenizers": {"tgt": ckpt["tokenizers"]["tgt"]}}, foreign
+    )
+    data = TranslationData(tokenizer_from=str(foreign))
+    with pytest.raises(
+        ValueError, match=r"lm.ckpt: has no source and target tokenizers \(only \['tgt'\]\)"
+    ):
+        _ = data.src_tokenizer

@@ -1,0 +1,36 @@
+"""``--trainer.precision bf16-mixed`` trains on CPU: the layers run in bfloat16, the loss stays
+finite. (16-mixed needs a GPU; see the README.)"""
+
+import math
+
+import lightning as L
+import torch
+from tiny import config, write_config, write_corpus
+
+from s2s.cli import make_cli
+
+
+class Probe(L.Callback):
+    """Records the training losses and the dtype of the output layer's results."""
+
+    def on_fit_start(self, trainer, pl_module):
+        self.losses, self.dtypes = [], set()
+        self.initial = torch.nn.utils.parameters_to_vector(pl_module.parameters()).clone()
+        pl_module.decoder.output.register_forward_hook(lambda m, i, out: self.dtypes.add(out.dtype))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
+
+
+def test_bf16_mixed_trains_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["s2s"])
+    cfg = config(tmp_path, write_corpus(tmp_path / "data"), max_steps=4, limit_val_batches=0)
+    cfg["trainer"]["callbacks"] = [{"class_path": f"{__name__}.Probe"}]
+    path = write_config(tmp_path / "fit.yaml", cfg)
+    cli = make_cli(["fit", "--config", str(path), "--trainer.precision", "bf16-mixed"])
+    probe = next(cb for cb in cli.trainer.callbacks if isinstance(cb, Probe))
+    assert len(probe.losses) == 4 and all(math.isfinite(loss) for loss in probe.losses)
+    assert probe.dtypes == {torch.bfloat16}
+    weights = torch.nn.utils.parameters_to_vector(cli.model.parameters())
+    assert weights.dtype == torch.float32 and torch.isfinite(weights).all()  # fp32 master weights
+    assert not torch.equal(weights, probe.initial)

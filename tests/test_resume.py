@@ -1,0 +1,81 @@
+"""A training run killed with SIGKILL mid-epoch resumes with ``--ckpt_path last`` and ends exactly
+where an uninterrupted run ends: same optimizer steps, same weights (bit for bit: the tiny config
+has no dropout, so the random state Lightning does not checkpoint is never used)."""
+
+import subprocess
+import sys
+import time
+
+import torch
+from tiny import (
+    checkpointing,
+    config,
+    run_cli,
+    subprocess_env,
+    write_config,
+    write_corpus,
+)
+
+# 36 pairs in batches of 4. Checkpoints every 5 steps: 5 and 9 are coprime, so only the final one
+# (step 45) falls on the end of an epoch.
+EPOCHS, STEPS_PER_EPOCH, EVERY = 5, 9, 5
+KILL_AT = 15  # the first checkpoint of the second epoch: resuming must restore the epoch too
+
+
+def fit_config(work, data_dir, name):
+    cfg = config(work / name, data_dir, max_epochs=EPOCHS, limit_val_batches=0)
+    cfg["data"]["init_args"]["cache_dir"] = str(work / "tokenizers")
+    cfg["trainer"]["callbacks"] = [
+        checkpointing(
+            work / name / "ckpt",
+            every_n_train_steps=EVERY,
+            save_top_k=-1,
+            filename="{step}",
+            save_last=True,
+        )
+    ]
+    (work / name).mkdir()
+    return write_config(work / name / "fit.yaml", cfg)
+
+
+def kill_when(proc, path, timeout=120):
+    """SIGKILL ``proc`` as soon as ``path`` exists; fails if the run ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert proc.poll() is None, f"the run ended before writing {path}:\n{proc.stderr.read()}"
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.01)
+    proc.kill()
+    assert proc.wait() == -9
+
+
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
+    data_dir = write_corpus(tmp_path / "data")
+    run_cli("fit", "--config", str(fit_config(tmp_path, data_dir, "uninterrupted")))
+    expected = torch.load(tmp_path / "uninterrupted/ckpt/last.ckpt", weights_only=False)
+    assert expected["global_step"] == EPOCHS * STEPS_PER_EPOCH
+
+    cfg = fit_config(tmp_path, data_dir, "killed")
+    ckpt_dir = tmp_path / "killed/ckpt"
+    with subprocess.Popen(
+        [sys.executable, "-m", "s2s.cli", "fit", "--config", str(cfg)],
+        env=subprocess_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        kill_when(proc, ckpt_dir / f"step={KILL_AT}.ckpt")
+    # last.ckpt is the latest save that completed (atomic writes): step 15, or 10 if the kill came
+    # between the two files; either way in the middle of the second epoch.
+    killed = torch.load(ckpt_dir / "last.ckpt", weights_only=False)
+    assert killed["global_step"] in (KILL_AT - EVERY, KILL_AT)
+    assert killed["epoch"] == 1
+    loader_state = killed["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+    assert loader_state == [{"epoch": 1, "batches": killed["global_step"] - STEPS_PER_EPOCH}]
+
+    run_cli("fit", "--config", str(cfg), "--ckpt_path", "last")
+    resumed = torch.load(ckpt_dir / "last.ckpt", weights_only=False)
+    assert resumed["global_step"] == expected["global_step"]
+    assert resumed["state_dict"].keys() == expected["state_dict"].keys()
+    for name, weight in expected["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], weight), name

@@ -1,0 +1,162 @@
+"""A tiny synthetic corpus, a tiny translator config and helpers to train it in a few seconds.
+
+Shared by the tests of DDP, resuming, callbacks, fine-tuning, precision, the tools and bad
+input. The corpus is one template ("the {adj} {noun} {verb} in the park .") so that a few dozen
+steps give non-zero BLEU. Subprocess runs import :class:`RecordBatches` from here
+(``PYTHONPATH=tests``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import lightning as L
+import yaml
+
+from s2s.cli import main as s2s_main
+
+TESTS = Path(__file__).parent
+NOUNS = [("Hund", "dog"), ("Katze", "cat"), ("Mann", "man"), ("Frau", "woman"), ("Kind", "child")]
+ADJS = [("kleine", "little"), ("große", "big"), ("alte", "old"), ("junge", "young")]
+VERBS = [("läuft", "runs"), ("schläft", "sleeps"), ("spielt", "plays")]
+PAIRS = [
+    (f"der {a} {n} {v} im Park .", f"the {ae} {ne} {ve} in the park .")
+    for n, ne in NOUNS
+    for a, ae in ADJS
+    for v, ve in VERBS
+]  # 60 pairs, split 36 / 12 / 12 by position modulo 5 so every split mixes all words
+SPLITS = {"train": [0, 1, 2], "val": [3], "test": [4]}
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def write_corpus(root: Path) -> Path:
+    """``root/{train,val,test}.{de,en}``; returns ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for split, residues in SPLITS.items():
+        pairs = [p for i, p in enumerate(PAIRS) if i % 5 in residues]
+        write_lines(root / f"{split}.de", [de for de, _ in pairs])
+        write_lines(root / f"{split}.en", [en for _, en in pairs])
+    return root
+
+
+def config(work: Path, data_dir: Path, **trainer: Any) -> dict[str, Any]:
+    """A CLI config of a 16-unit attention translator on ``data_dir``; ``trainer`` overrides."""
+    return {
+        "seed_everything": 1,
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_epochs": 1,
+            "logger": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(work),
+            **trainer,
+        },
+        "model": {
+            "class_path": "s2s.models.Seq2Seq",
+            "init_args": {
+                "embedding_size": 16,
+                "hidden_size": 16,
+                "dropout": 0.0,  # no random state: resumed runs retrace uninterrupted ones
+                "label_smoothing": 0.0,
+                "optim": {"lr": 0.02},
+                "search": {"beam_size": 2, "max_len_a": 0.0, "max_len_b": 12},
+            },
+        },
+        "data": {
+            "class_path": "s2s.data.TranslationData",
+            "init_args": {
+                "data_dir": str(data_dir),
+                "test_split": "test",
+                "vocab_size": 400,
+                "tokenizer_type": "bpe",  # whole words on this corpus: 8-10 tokens a sentence
+                "cache_dir": str(work / "tokenizers"),
+                "max_len": 30,
+                "max_tokens": 40,
+                "eval_max_tokens": 200,
+            },
+        },
+    }
+
+
+def checkpointing(dirpath: Path, **kwargs: Any) -> dict[str, Any]:
+    """A ModelCheckpoint callback entry for ``config(..., callbacks=[...])``."""
+    return {
+        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "init_args": {"dirpath": str(dirpath), "enable_version_counter": False, **kwargs},
+    }
+
+
+def write_config(path: Path, cfg: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str) -> None:
+    """``s2s ARGS`` in this process."""
+    argv = sys.argv
+    sys.argv = ["s2s"]  # LightningCLI warns about pytest's own arguments
+    try:
+        s2s_main(list(args))
+    finally:
+        sys.argv = argv
+
+
+def run_cli_subprocess(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``s2s ARGS`` in a fresh interpreter (DDP launches its ranks from its command line)."""
+    return subprocess.run(
+        [sys.executable, "-m", "s2s.cli", *args],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of subprocess runs: this folder importable, one thread per process (as
+    conftest.py sets for this one: tiny models on a busy machine run 10x faster)."""
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+
+
+def load_tool(name: str) -> ModuleType:
+    """The script ``tools/{name}.py`` as a module."""
+    spec = importlib.util.spec_from_file_location(name, TESTS.parent / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class RecordBatches(L.Callback):
+    """Writes, per rank, the example indices of every training and validation batch to
+    ``{out}/rank{r}.json``: ``{"train": [[...], ...], "val": [[...], ...]}``."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+        self.seen: dict[str, list[list[int]]] = {"train": [], "val": []}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.seen["train"].append(batch.indices.tolist())
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dl_idx=0) -> None:
+        if not trainer.sanity_checking:
+            self.seen["val"].append(batch.indices.tolist())
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / f"rank{trainer.global_rank}.json"
+        path.write_text(json.dumps(self.seen), encoding="utf-8")
