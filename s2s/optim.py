@@ -40,12 +40,17 @@ class OptimConfig:
 
 
 def configure_optimizers(
-    params: Iterable[Any], config: OptimConfig, monitor: str = "val/bleu"
+    params: Iterable[Any],
+    config: OptimConfig,
+    monitor: str = "val/bleu",
+    mode: Literal["min", "max"] = "max",
 ) -> tuple[list[torch.optim.Optimizer], list[dict[str, Any]]]:
     """What ``LightningModule.configure_optimizers`` returns for ``config``.
 
     ``params`` may be parameter groups with their own ``lr``. Warmup is a chainable ``LinearLR``
-    that leaves the LR alone once it ends, so the plateau schedule's reductions persist.
+    that leaves the LR alone once it ends, so the plateau schedule's reductions persist. The
+    plateau schedule watches ``monitor``, which improves upwards (``max``) or downwards (``min``,
+    e.g. perplexity).
     """
     cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
     optimizer = cls(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -53,7 +58,7 @@ def configure_optimizers(
         {
             "scheduler": torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer,
-                mode="max",
+                mode=mode,
                 factor=config.plateau_factor,
                 patience=config.plateau_patience,
                 min_lr=config.min_lr,

@@ -1,0 +1,61 @@
+"""Sample text from a trained s2s language model: the prompt and its continuation, one per line.
+
+Sampling goes through ``s2s.decoding.sample`` (temperature, top-k, top-p); a low temperature gives
+(nearly) the most probable continuation. A sample ends at the end of a line (EOS) or after
+``--max-len`` tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from s2s.checkpoint import load_model
+from s2s.data.text_stream import make_prompts
+from s2s.decoding import SamplingConfig, sample
+from s2s.models.language_model import LanguageModel
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="s2s-sample", description=__doc__)
+    p.add_argument("--ckpt", required=True, help="language model checkpoint written by `s2s fit`")
+    p.add_argument("--prompt", default="", help="text to continue (default: a line from scratch)")
+    p.add_argument("--num-samples", type=int, default=1, help="samples written, one per line")
+    p.add_argument("--max-len", type=int, default=200, help="most tokens generated per sample")
+    p.add_argument("--temperature", type=float, default=1.0, help="< 1 sharpens, > 1 flattens")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k best tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        config = SamplingConfig(
+            max_len_b=args.max_len,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+        )
+        if args.num_samples < 1:
+            raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
+        model = load_model(args.ckpt, map_location=args.device)
+    except ValueError as e:
+        sys.exit(f"s2s-sample: {e}")
+    if not isinstance(model, LanguageModel):
+        sys.exit(f"s2s-sample: {args.ckpt} holds a {type(model).__name__}, not a LanguageModel")
+    tokenizer = model.tokenizers["tgt"]
+    prompts = make_prompts([args.prompt] * args.num_samples, tokenizer)
+    prompts.ids, prompts.lengths = prompts.ids.to(args.device), prompts.lengths.to(args.device)
+    prefix = tokenizer.encode(args.prompt)
+    for hyp in sample(model, prompts, config):
+        print(tokenizer.decode(prefix + hyp.tokens))
+
+
+if __name__ == "__main__":
+    main()
