@@ -1,0 +1,481 @@
+"""Captioned images: the formats users have, image loading, batches and the datamodule.
+
+Every format reads into the same structure, a list of :class:`ImageCaptions` (an image file and all
+its captions), in the file's order:
+
+- :class:`CocoCaptions`: COCO captions JSON (``images[{id, file_name}]``,
+  ``annotations[{image_id, caption}]``) and its image folder;
+- :class:`KarpathySplit`: Karpathy & Fei-Fei's split JSON (``dataset_coco.json``,
+  ``dataset_flickr8k.json``: ``images[{filename, [filepath], split, sentences[{raw}]}]``);
+- :class:`Flickr8kCaptions`: ``Flickr8k.token.txt`` (``name.jpg#k<TAB>caption``) and a split list
+  (``Flickr_8k.trainImages.txt``, one file name a line);
+- :class:`TsvCaptions`: ``image_path<TAB>caption`` lines, several lines per image allowed.
+
+Bad input, case by case:
+
+- malformed annotation files (bad JSON, missing keys, a TSV line without a tab, an empty caption):
+  :class:`~s2s.io.DataError` naming the file and the entry or line;
+- captions for images the file does not list, images without captions, and missing image files:
+  skipped when a split is read, with their number and the first names in a warning;
+- grayscale, palette, RGBA/LA (composited on white), CMYK and 16-bit images: converted to 8-bit RGB;
+- images that cannot be decoded (truncated, corrupt, not an image): found only when a DataLoader
+  worker reads them, so they are replaced by a blank image there, with a warning naming the file and
+  the number of such images this process has met; batches keep their size and evaluation still
+  scores every image of the split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset
+
+from s2s.data.batching import ResumableDataLoader, TokenBatchSampler
+from s2s.io import DataError, read_lines
+from s2s.nn.image_encoder import Preprocessing
+from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+
+log = logging.getLogger(__name__)
+
+ImageTransform = Callable[[Image.Image], Tensor]
+
+
+@dataclass(frozen=True)
+class ImageCaptions:
+    image: Path
+    captions: tuple[str, ...]
+
+
+# --- formats
+
+
+class CaptionSource:
+    """A split of captioned images in some format (``data.train`` etc. in recipes)."""
+
+    def read(self) -> list[ImageCaptions]:
+        raise NotImplementedError
+
+
+class CocoCaptions(CaptionSource):
+    """COCO captions JSON, e.g. ``annotations/captions_val2017.json`` with ``images/val2017``.
+
+    Args:
+        annotations: The captions JSON file.
+        images: Folder of the images' ``file_name``.
+    """
+
+    def __init__(self, annotations: str, images: str) -> None:
+        self.annotations, self.images = Path(annotations), Path(images)
+
+    def read(self) -> list[ImageCaptions]:
+        data = _read_json(self.annotations)
+        try:
+            files = {img["id"]: img["file_name"] for img in data["images"]}
+            pairs = [(ann["image_id"], ann["caption"]) for ann in data["annotations"]]
+        except (KeyError, TypeError) as e:
+            raise DataError(f"{self.annotations}: not COCO captions JSON (missing {e})") from None
+        captions: dict[Any, list[str]] = {image_id: [] for image_id in files}
+        unknown = []
+        for i, (image_id, caption) in enumerate(pairs):
+            if image_id not in captions:
+                unknown.append(str(image_id))
+                continue
+            captions[image_id].append(_caption(caption, f"{self.annotations}: annotations[{i}]"))
+        _warn_skipped(self.annotations, "captions of unknown image ids", unknown)
+        return _grouped(
+            self.annotations, [(self.images / files[i], c) for i, c in captions.items()]
+        )
+
+
+class KarpathySplit(CaptionSource):
+    """One split of a Karpathy split JSON (``dataset_coco.json``, ``dataset_flickr8k.json``, ...).
+
+    Args:
+        file: The JSON file.
+        images: Folder the images' ``filepath/filename`` are relative to.
+        splits: The ``split`` values to take: ``[train, restval]`` is Karpathy's training set of
+            COCO; ``[val]``, ``[test]`` the others.
+    """
+
+    def __init__(
+        self, file: str, images: str, splits: Sequence[str] = ("train", "restval")
+    ) -> None:
+        self.file, self.images, self.splits = Path(file), Path(images), tuple(splits)
+
+    def read(self) -> list[ImageCaptions]:
+        data = _read_json(self.file)
+        items = []
+        try:
+            for i, img in enumerate(data["images"]):
+                if img["split"] in self.splits:
+                    where = f"{self.file}: images[{i}]"
+                    path = self.images / img.get("filepath", "") / img["filename"]
+                    items.append((path, [_caption(s["raw"], where) for s in img["sentences"]]))
+        except (KeyError, TypeError) as e:
+            raise DataError(f"{self.file}: not a Karpathy split JSON (missing {e})") from None
+        return _grouped(self.file, items)
+
+
+class Flickr8kCaptions(CaptionSource):
+    """Flickr8k (or Flickr30k) token file with one split's list of image names.
+
+    Args:
+        captions: ``Flickr8k.token.txt``: ``name.jpg#k<TAB>caption`` lines.
+        split_list: ``Flickr_8k.trainImages.txt`` etc.: one image name a line, in split order.
+        images: Folder of the images.
+    """
+
+    def __init__(self, captions: str, split_list: str, images: str) -> None:
+        self.captions, self.split_list, self.images = Path(captions), Path(split_list), Path(images)
+
+    def read(self) -> list[ImageCaptions]:
+        names = [line.strip() for line in read_lines(self.split_list) if line.strip()]
+        captions: dict[str, list[str]] = {name: [] for name in names}
+        for lineno, (key, caption) in _tsv(self.captions):
+            name = key.rpartition("#")[0] or key
+            if name in captions:  # the other splits' images are not an error
+                captions[name].append(_caption(caption, f"{self.captions}:{lineno}"))
+        return _grouped(self.captions, [(self.images / n, c) for n, c in captions.items()])
+
+
+class TsvCaptions(CaptionSource):
+    """``image_path<TAB>caption`` lines; an image's lines need not be adjacent.
+
+    Args:
+        file: The TSV file (plain or ``.gz``).
+        images: Folder relative image paths start from; default: the TSV file's folder.
+    """
+
+    def __init__(self, file: str, images: str | None = None) -> None:
+        self.file = Path(file)
+        self.images = Path(images) if images is not None else self.file.parent
+
+    def read(self) -> list[ImageCaptions]:
+        captions: dict[str, list[str]] = {}
+        for lineno, (path, caption) in _tsv(self.file):
+            captions.setdefault(path, []).append(_caption(caption, f"{self.file}:{lineno}"))
+        return _grouped(self.file, [(self.images / p, c) for p, c in captions.items()])
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: invalid JSON ({e})") from None
+
+
+def _tsv(path: Path) -> list[tuple[int, tuple[str, str]]]:
+    """(line number, (key, caption)) of each non-empty line."""
+    rows = []
+    for lineno, line in enumerate(read_lines(path), start=1):
+        if line.strip():
+            key, tab, caption = line.partition("\t")
+            if not tab:
+                raise DataError(f"{path}:{lineno}: expected 'image<TAB>caption', found no tab")
+            rows.append((lineno, (key.strip(), caption)))
+    return rows
+
+
+def _caption(text: Any, where: str) -> str:
+    """``text`` with its whitespace normalised; an empty or non-string caption is an error."""
+    caption = " ".join(text.split()) if isinstance(text, str) else ""
+    if not caption:
+        raise DataError(f"{where}: empty or missing caption {text!r}")
+    return caption
+
+
+def _grouped(source: Path, items: list[tuple[Path, list[str]]]) -> list[ImageCaptions]:
+    """Images with at least one caption, in order; images without captions are skipped."""
+    _warn_skipped(source, "images without captions", [str(p) for p, c in items if not c])
+    return [ImageCaptions(path, tuple(c)) for path, c in items if c]
+
+
+def _warn_skipped(source: Path, what: str, names: list[str]) -> None:
+    if names:
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        log.warning("%s: skipped %d %s: %s", source, len(names), what, shown)
+
+
+# --- images
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """The image at ``path`` as 8-bit RGB; a file that cannot be decoded is a DataError."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, struct.error, ...
+        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL image as 8-bit RGB: 16/32-bit grayscale is scaled down, transparency composited on
+    white, CMYK and palettes converted."""
+    if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit samples (PNG, TIFF)
+        arr = np.asarray(img).astype(np.int64)
+        img = Image.fromarray((np.clip(arr, 0, 65535) >> 8).astype(np.uint8))
+    elif img.mode == "F":
+        img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8))
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+    return img.convert("RGB")
+
+
+# --- examples and batches
+
+
+@dataclass
+class CaptionExample:
+    """One training pair, or one evaluation image with all its references."""
+
+    index: int  # training: pair number; evaluation: image number in the split
+    image: Path
+    tgt: list[int]  # caption ids without BOS/EOS (evaluation: the first reference)
+    refs: tuple[str, ...]  # every caption of the image
+
+
+@dataclass
+class CaptionBatch:
+    """A batch; Lightning moves its tensors to the device."""
+
+    images: Tensor  # (B, 3, H, W) prepared for the encoder
+    tgt: Tensor | None  # (B, T) BOS, caption ids, EOS, PAD-padded; None without captions
+    indices: Tensor  # (B,) example numbers (see CaptionExample.index)
+    refs: list[list[str]]  # every reference caption of each image; [] without captions
+
+
+class CaptionDataset(Dataset[tuple[CaptionExample, Tensor]]):
+    """Examples with their images read and transformed in the DataLoader's workers."""
+
+    def __init__(self, examples: Sequence[CaptionExample], transform: ImageTransform) -> None:
+        self.examples = list(examples)
+        self.transform = transform
+        self.unreadable = 0  # images of this process replaced by a blank one
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> tuple[CaptionExample, Tensor]:
+        ex = self.examples[i]
+        try:
+            return ex, self.transform(load_image(ex.image))
+        except DataError as e:
+            self.unreadable += 1
+            log.warning("%s; using a blank image (%d unreadable so far)", e, self.unreadable)
+            return ex, torch.zeros_like(self.transform(Image.new("RGB", (64, 64))))
+
+
+def collate(items: Sequence[tuple[CaptionExample, Tensor]]) -> CaptionBatch:
+    tgt = [torch.tensor([BOS_ID, *ex.tgt, EOS_ID]) for ex, _ in items]
+    return CaptionBatch(
+        images=torch.stack([image for _, image in items]),
+        tgt=pad_sequence(tgt, batch_first=True, padding_value=PAD_ID),
+        indices=torch.tensor([ex.index for ex, _ in items]),
+        refs=[list(ex.refs) for ex, _ in items],
+    )
+
+
+def image_batch(images: Sequence[Image.Image], transform: ImageTransform) -> CaptionBatch:
+    """A batch of images without captions, to caption without a datamodule."""
+    return CaptionBatch(
+        images=torch.stack([transform(img) for img in images]),
+        tgt=None,
+        indices=torch.arange(len(images)),
+        refs=[],
+    )
+
+
+# --- the datamodule
+
+
+class CaptionData(L.LightningDataModule):
+    """Captioned images: training uses every (image, caption) pair, evaluation each image once
+    against all its captions. Images are prepared as the model's encoder needs
+    (``model.preprocessing``: its weights' ``transforms()`` where they define them).
+
+    Args:
+        train: The training split (also trains the tokenizer).
+        val: The validation split.
+        test: The split for ``s2s test``.
+        vocab_size: Upper bound on the subword vocabulary size.
+        tokenizer_type: SentencePiece model type.
+        lowercase: Lowercase every caption (training and references), as most captioning work does.
+        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
+        max_len: Training captions longer than this many subwords are dropped.
+        batch_size: Pairs per training batch.
+        eval_batch_size: Images per validation or test batch.
+        augment: Random crops of 50-100% of the training images instead of the centre crop.
+        num_workers: DataLoader worker processes (they read and transform the images).
+        seed: Seed of the training batch order (combined with the epoch).
+    """
+
+    def __init__(
+        self,
+        train: CaptionSource,
+        val: CaptionSource,
+        test: CaptionSource | None = None,
+        vocab_size: int = 8000,
+        tokenizer_type: Literal["unigram", "bpe"] = "unigram",
+        lowercase: bool = True,
+        cache_dir: str = ".cache/tokenizers",
+        max_len: int = 50,
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        augment: bool = False,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.sources = {"train": train, "val": val, "test": test}
+        self.vocab_size = vocab_size
+        self.tokenizer_type = tokenizer_type
+        self.lowercase = lowercase
+        self.cache_dir = Path(cache_dir)
+        self.max_len = max_len
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.augment = augment
+        self.num_workers = num_workers
+        self.seed = seed
+        self.preprocessing: Preprocessing | None = None  # from the model at setup, unless set
+        self.datasets: dict[str, CaptionDataset] = {}
+
+    def _read(self, split: str) -> list[ImageCaptions]:
+        """The split's images that exist, with normalised captions; missing files are skipped."""
+        source = self.sources[split]
+        if source is None:
+            raise DataError(f"no {split} split configured (data.{split})")
+        items, missing = [], []
+        for item in source.read():
+            if not item.image.is_file():
+                missing.append(str(item.image))
+                continue
+            captions = tuple(c.lower() for c in item.captions) if self.lowercase else item.captions
+            items.append(ImageCaptions(item.image, captions))
+        _warn_skipped(Path(split), "missing image files", missing)
+        if not items:
+            raise DataError(f"the {split} split has no readable captioned images")
+        return items
+
+    @cached_property
+    def _train_items(self) -> list[ImageCaptions]:
+        return self._read("train")
+
+    @cached_property
+    def tgt_tokenizer(self) -> Tokenizer:
+        """Trained on the training captions on first use, or loaded from the cache."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        # Tokenizer.train reads files and keys its cache by their content.
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", dir=self.cache_dir, suffix=".txt", delete=False
+        ) as f:
+            f.writelines(c + "\n" for item in self._train_items for c in item.captions)
+        try:
+            return Tokenizer.train(
+                [f.name],
+                vocab_size=self.vocab_size,
+                model_type=self.tokenizer_type,
+                cache_dir=self.cache_dir,
+            )
+        finally:
+            os.unlink(f.name)
+
+    @property
+    def tgt_vocab_size(self) -> int:
+        return self.tgt_tokenizer.vocab_size
+
+    def setup(self, stage: str) -> None:
+        if self.preprocessing is None:
+            model = self.trainer.lightning_module if self.trainer is not None else None
+            self.preprocessing = getattr(model, "preprocessing", None)
+            if not isinstance(self.preprocessing, Preprocessing):
+                raise ValueError(
+                    "CaptionData prepares images for its model: train a model with a "
+                    "`preprocessing` (a Captioner), or set `datamodule.preprocessing` first"
+                )
+        if stage == "fit":
+            self.datasets["train"] = self._train_set()
+        if stage in ("fit", "validate"):
+            self.datasets["val"] = self._eval_set("val")
+        if stage == "test":
+            self.datasets["test"] = self._eval_set("test")
+
+    def _train_set(self) -> CaptionDataset:
+        """Every (image, caption) pair with at most ``max_len`` subwords."""
+        examples, too_long = [], 0
+        for item in self._train_items:
+            for caption in item.captions:
+                ids = self.tgt_tokenizer.encode(caption)
+                if len(ids) > self.max_len:
+                    too_long += 1
+                else:
+                    examples.append(CaptionExample(len(examples), item.image, ids, item.captions))
+        log.info(
+            "train: %d images, %d captions (%d longer than %d subwords dropped)",
+            len(self._train_items),
+            len(examples),
+            too_long,
+            self.max_len,
+        )
+        transform = self.preprocessing.transform(augment=self.augment)
+        return CaptionDataset(examples, transform)
+
+    def _eval_set(self, split: str) -> CaptionDataset:
+        """One example per image; its first caption is the target of the validation loss."""
+        examples = [
+            CaptionExample(
+                i, item.image, self.tgt_tokenizer.encode(item.captions[0]), item.captions
+            )
+            for i, item in enumerate(self._read(split))
+        ]
+        return CaptionDataset(examples, self.preprocessing.transform())
+
+    def _loader(self, split: str, batch_size: int, *, shuffle: bool) -> DataLoader:
+        num_replicas, rank = 1, 0
+        if self.trainer is not None:
+            num_replicas, rank = self.trainer.world_size, self.trainer.global_rank
+            if num_replicas > 1 and self.trainer._accelerator_connector.use_distributed_sampler:
+                raise ValueError(
+                    "CaptionData shards its batches across devices itself, which Lightning's "
+                    "distributed sampler cannot do: set `trainer.use_distributed_sampler: false`"
+                )
+        dataset = self.datasets[split]
+        # A fixed batch size is a token budget in which every example costs 1.
+        sampler = TokenBatchSampler(
+            [1] * len(dataset),
+            batch_size,
+            shuffle=shuffle,
+            seed=self.seed,
+            num_replicas=num_replicas,
+            rank=rank,
+        )
+        loader = ResumableDataLoader if shuffle else DataLoader
+        return loader(
+            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)

@@ -1,0 +1,154 @@
+"""The image captioner: a CNN encoder over image regions and the shared RNN decoder.
+
+Xu et al. (2015), "Show, Attend and Tell: Neural Image Caption Generation with Visual Attention",
+with ``attention: bahdanau`` (their soft attention) and the doubly stochastic attention regulariser;
+with ``attention: none``, the mean image vector initialises the decoder and is its context at every
+step, close to Vinyals et al. (2015), "Show and Tell".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from s2s.cider import cider_d
+from s2s.data.captions import CaptionBatch
+from s2s.decoding import SearchConfig
+from s2s.metrics import bleu_n, exact_match
+from s2s.models.encoder_decoder import EncoderDecoderModule
+from s2s.nn.attention import AttentionType
+from s2s.nn.decoder import RNNDecoder
+from s2s.nn.encoder import EncoderOutput
+from s2s.nn.image_encoder import ImageEncoder, Preprocessing
+from s2s.nn.rnn import CellType
+from s2s.optim import OptimConfig, configure_optimizers
+
+
+class Captioner(EncoderDecoderModule):
+    """Image captioner; the checkpoint alone rebuilds it, preprocessing included.
+
+    Args:
+        tgt_vocab_size: Caption vocabulary size (linked from the data module in recipes).
+        backbone: Image encoder: a torchvision classification model name (``resnet18``,
+            ``mobilenet_v3_small``, ``efficientnet_b0``, ...) or a module's class path
+            (``s2s.nn.image_encoder.ConvNet``, ``s2s.nn.image_encoder.EfficientNetLite0``).
+        backbone_args: Keyword arguments of a class-path backbone.
+        weights: Torchvision weights name (from the torch hub cache, never downloaded), a state
+            dict file, or None; see :class:`~s2s.nn.image_encoder.ImageEncoder`.
+        image_size: Input size when the weights define no preprocessing.
+        unfreeze_encoder_at: Epoch from which the encoder trains: 0 trains it from the start, K
+            keeps it frozen (no gradients, BatchNorm statistics kept) for epochs 0..K-1, None
+            keeps it frozen throughout. On several devices, a frozen encoder needs
+            ``trainer.strategy: ddp_find_unused_parameters_true``.
+        encoder_lr: Peak learning rate of the encoder's parameters (default ``optim.lr``); a
+            pretrained encoder is usually fine-tuned with a lower one.
+        embedding_size: Size of the word embeddings.
+        hidden_size: RNN size of the decoder.
+        cell: Recurrent cell of the decoder.
+        decoder_layers: Stacked decoder layers.
+        attention: ``bahdanau`` is Show-Attend-Tell's soft attention over image regions;
+            ``none`` gives the decoder the mean image vector as a fixed context at every step.
+        attention_regularization: Weight lambda of the doubly stochastic attention regulariser
+            ``lambda * mean_i (1 - sum_t alpha_ti)^2`` (Xu et al. eq. 14, averaged over regions
+            and captions so that lambda does not scale with the grid size): every region should
+            get attention at some step. 0 disables it.
+        dropout: Dropout on embeddings, between RNN layers and on the attentional vector.
+        tie_embeddings: Share the word embedding with the output layer.
+        label_smoothing: Label smoothing of the training loss.
+        teacher_forcing_ratio: Probability of feeding the reference token while training.
+        optim: Optimiser and learning-rate schedule.
+        search: Decoding for test and ``s2s-caption`` (validation decodes greedily); length
+            limits should be absolute (``max_len_a: 0``), the source length being the region count.
+    """
+
+    def __init__(
+        self,
+        tgt_vocab_size: int,
+        backbone: str = "resnet18",
+        backbone_args: dict[str, Any] | None = None,
+        weights: str | None = None,
+        image_size: int = 224,
+        unfreeze_encoder_at: int | None = 0,
+        encoder_lr: float | None = None,
+        embedding_size: int = 256,
+        hidden_size: int = 512,
+        cell: CellType = "lstm",
+        decoder_layers: int = 1,
+        attention: AttentionType = "bahdanau",
+        attention_regularization: float = 1.0,
+        dropout: float = 0.3,
+        tie_embeddings: bool = False,
+        label_smoothing: float = 0.0,
+        teacher_forcing_ratio: float = 1.0,
+        optim: OptimConfig = OptimConfig(),
+        search: SearchConfig = SearchConfig(beam_size=3, max_len_b=30),
+    ) -> None:
+        super().__init__(label_smoothing, teacher_forcing_ratio, optim, search)
+        self.save_hyperparameters()
+        if unfreeze_encoder_at is not None and unfreeze_encoder_at < 0:
+            raise ValueError(f"unfreeze_encoder_at must be >= 0 or None, got {unfreeze_encoder_at}")
+        if attention_regularization < 0:
+            raise ValueError(f"attention_regularization must be >= 0: {attention_regularization}")
+        self.unfreeze_encoder_at = unfreeze_encoder_at
+        self.encoder_lr = encoder_lr
+        self.attention_regularization = attention_regularization
+        self.encoder = ImageEncoder(
+            backbone, backbone_args=backbone_args, weights=weights, image_size=image_size
+        )
+        self.encoder.set_frozen(unfreeze_encoder_at != 0)
+        self.decoder = RNNDecoder(
+            tgt_vocab_size,
+            embedding_size,
+            hidden_size,
+            memory_size=self.encoder.output_size,
+            cell=cell,
+            num_layers=decoder_layers,
+            attention=attention,
+            dropout=dropout,
+            tie_embeddings=tie_embeddings,
+        )
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How images must be prepared for this model (the data module and the script use it)."""
+        return self.encoder.preprocessing
+
+    def encode(self, batch: CaptionBatch) -> EncoderOutput:
+        return self.encoder(batch.images)
+
+    def attention_penalty(self, attention: Tensor | None, target_mask: Tensor) -> Tensor | float:
+        """Doubly stochastic attention: each region's attention summed over steps should be 1."""
+        if attention is None or self.attention_regularization == 0:
+            return 0.0
+        coverage = (attention * target_mask.unsqueeze(-1)).sum(1)  # (B, S)
+        penalty = ((1.0 - coverage) ** 2).mean()
+        self.log("train/attention_penalty", penalty, batch_size=attention.size(0))
+        return self.attention_regularization * penalty
+
+    def on_train_epoch_start(self) -> None:
+        at = self.unfreeze_encoder_at
+        self.encoder.set_frozen(at is None or self.current_epoch < at)
+
+    def configure_optimizers(self):
+        """Two parameter groups, so the encoder can have its own (lower) learning rate. A frozen
+        encoder's parameters stay in the optimiser without gradients, which leaves them alone."""
+        encoder = list(self.encoder.parameters())
+        ids = {id(p) for p in encoder}
+        groups = [
+            {"params": [p for p in self.parameters() if id(p) not in ids]},
+            {
+                "params": encoder,
+                "lr": self.optim.lr if self.encoder_lr is None else self.encoder_lr,
+            },
+        ]
+        return configure_optimizers(groups, self.optim)
+
+    def extra_scores(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+        """BLEU-1..4, CIDEr-D and exact match against all references of each image."""
+        bleus = bleu_n(hyps, refs)
+        return {
+            **{f"bleu{n}": b for n, b in enumerate(bleus, start=1)},
+            "cider": cider_d(hyps, refs),
+            "exact": exact_match(hyps, refs),
+        }

@@ -1,0 +1,109 @@
+"""Caption images with a trained s2s captioner checkpoint.
+
+Prints ``IMAGE<TAB>CAPTION`` for every image (``--n-best N``: N lines per image, best first).
+Arguments are image files or folders (their images, sorted by name). An image that cannot be read is
+reported on stderr and skipped, and the exit status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from s2s.checkpoint import load_model
+from s2s.data.captions import image_batch, load_image
+from s2s.decoding import beam_search
+from s2s.io import DataError
+from s2s.models.captioner import Captioner
+from s2s.tokenizer import EOS_ID
+from s2s.visualize import save_attention_overlay
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="s2s-caption", description=__doc__)
+    p.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    p.add_argument("--ckpt", required=True, help="captioner checkpoint written by `s2s fit`")
+    p.add_argument("--beam", type=int, help="beam size (default: the recipe's)")
+    p.add_argument("--n-best", type=int, default=1, help="captions printed per image")
+    p.add_argument("--max-len", type=int, help="caption length limit in subwords")
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    p.add_argument(
+        "--attention-png",
+        type=Path,
+        help="folder for one picture per image: the image, then each word's attention over it",
+    )
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    return p.parse_args(argv)
+
+
+def image_files(paths: list[Path]) -> list[Path]:
+    """The files given, folders replaced by their image files sorted by name."""
+    files = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files.append(path)
+    return files
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        model = load_model(args.ckpt, map_location=args.device)
+    except ValueError as e:
+        sys.exit(f"s2s-caption: {e}")
+    if not isinstance(model, Captioner):
+        sys.exit(f"s2s-caption: {args.ckpt} is a {type(model).__name__}, not a Captioner")
+    if args.attention_png and model.decoder.attention is None:
+        sys.exit("s2s-caption: this model has no attention to draw (attention: none)")
+    search = model.search
+    if args.max_len is not None:
+        search = replace(search, max_len_a=0.0, max_len_b=args.max_len)
+    search = replace(search, beam_size=args.beam or max(search.beam_size, args.n_best))
+    search = replace(search, n_best=args.n_best)
+    tok, prep = model.tokenizers["tgt"], model.preprocessing
+    transform = prep.transform()
+
+    failed = 0
+    images = []
+    for path in image_files(args.images):
+        try:
+            images.append((path, load_image(path)))
+        except DataError as e:
+            print(f"s2s-caption: skipped {e}", file=sys.stderr)
+            failed += 1
+    grid = model.encoder.grid_shape(prep.crop_size, prep.crop_size) if args.attention_png else None
+    if args.attention_png:
+        args.attention_png.mkdir(parents=True, exist_ok=True)
+    for start in range(0, len(images), args.batch_size):
+        chunk = images[start : start + args.batch_size]
+        batch = image_batch([img for _, img in chunk], transform)
+        batch.images = batch.images.to(args.device)
+        for i, ((path, image), nbest) in enumerate(
+            zip(chunk, beam_search(model, batch, search), strict=True), start=start
+        ):
+            for hyp in nbest:
+                print(f"{path}\t{tok.decode(hyp.tokens)}")
+            if grid is not None:
+                words = [p.lstrip("▁") for p in tok.pieces([*nbest[0].tokens, EOS_ID])]
+                save_attention_overlay(
+                    prep.view(image),
+                    nbest[0].attention.view(len(words), *grid),
+                    words,
+                    args.attention_png / f"{i + 1:04d}_{path.stem}.png",
+                )
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

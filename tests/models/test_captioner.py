@@ -1,0 +1,182 @@
+import lightning as L
+import pytest
+import torch
+from PIL import Image
+
+from s2s.checkpoint import load_model
+from s2s.data import CaptionData, TsvCaptions
+from s2s.data.captions import image_batch, load_image
+from s2s.decoding import SearchConfig, beam_search, greedy
+from s2s.models import Captioner
+from s2s.optim import OptimConfig
+
+# Four pictures, each two colours side by side: the caption names them left to right.
+SCENES = {
+    "rg.png": ("red", "green"),
+    "gr.png": ("green", "red"),
+    "by.png": ("blue", "yellow"),
+    "yb.png": ("yellow", "blue"),
+}
+RGB = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+CONVNET = "s2s.nn.image_encoder.ConvNet"
+
+
+def caption(left: str, right: str) -> str:
+    return f"{left} left of {right}"
+
+
+def write_scenes(root):
+    root.mkdir(parents=True, exist_ok=True)
+    for name, (left, right) in SCENES.items():
+        img = Image.new("RGB", (32, 32), RGB[left])
+        img.paste(RGB[right], (16, 0, 32, 32))
+        img.save(root / name)
+    tsv = root / "captions.tsv"
+    tsv.write_text("".join(f"{n}\t{caption(*c)}\n" for n, c in SCENES.items()))
+    return tsv
+
+
+def tiny_captioner(vocab_size: int, **kwargs) -> Captioner:
+    options = dict(
+        backbone=CONVNET,
+        backbone_args={"channels": [8, 16]},
+        image_size=32,
+        embedding_size=16,
+        hidden_size=32,
+        dropout=0.0,
+        optim=OptimConfig(lr=0.03),
+        search=SearchConfig(beam_size=2, max_len_b=8),
+    )
+    return Captioner(vocab_size, **{**options, **kwargs})
+
+
+def fit(model, data, tmp_path, **trainer_args) -> L.Trainer:
+    trainer = L.Trainer(
+        accelerator="cpu",
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **trainer_args,
+    )
+    trainer.fit(model, datamodule=data)
+    return trainer
+
+
+@pytest.fixture(scope="module")
+def overfit(tmp_path_factory):
+    """A tiny captioner trained until it reproduces the four captions."""
+    root = tmp_path_factory.mktemp("scenes")
+    source = TsvCaptions(str(write_scenes(root / "images")))
+    data = CaptionData(
+        source,
+        source,
+        tokenizer_type="bpe",
+        vocab_size=320,
+        cache_dir=str(root / "cache"),
+        batch_size=4,
+    )
+    L.seed_everything(0)
+    model = tiny_captioner(data.tgt_vocab_size)
+    fit(model, data, root, max_steps=120)
+    return model.eval(), root / "images", data
+
+
+def test_overfits_a_few_images_to_exact_captions(overfit):
+    model, images, _ = overfit
+    batch = image_batch([load_image(images / n) for n in SCENES], model.preprocessing.transform())
+    hyps = greedy(model, batch, max_len_b=8)
+    got = [model.tokenizers["tgt"].decode(h.tokens) for h in hyps]
+    assert got == [caption(*c) for c in SCENES.values()]
+
+
+def test_beam_of_one_equals_greedy(overfit):
+    model, images, _ = overfit
+    noisy = [Image.effect_noise((32, 32), 60).convert("RGB") for _ in range(3)]
+    batch = image_batch([*noisy, load_image(images / "rg.png")], model.preprocessing.transform())
+    greedy_hyps = greedy(model, batch, max_len_b=8)
+    beam_hyps = beam_search(model, batch, SearchConfig(beam_size=1, max_len_b=8))
+    assert [h.tokens for h in greedy_hyps] == [nbest[0].tokens for nbest in beam_hyps]
+    assert [h.score for h in greedy_hyps] == pytest.approx([nb[0].score for nb in beam_hyps])
+    assert beam_hyps[0][0].attention.shape == (len(beam_hyps[0][0].tokens) + 1, 64)  # 8 x 8
+
+
+def test_checkpoint_rebuilds_the_captioner(overfit, tmp_path):
+    model, images, data = overfit
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "c.ckpt")
+    loaded = load_model(tmp_path / "c.ckpt")
+    assert isinstance(loaded, Captioner) and loaded.tokenizers["tgt"] == data.tgt_tokenizer
+    assert loaded.preprocessing == model.preprocessing
+    batch = image_batch([load_image(images / "gr.png")], model.preprocessing.transform())
+    assert torch.equal(loaded.encode(batch).memory, model.encode(batch).memory)
+
+
+def test_attention_penalty_by_hand():
+    model = tiny_captioner(300, attention_regularization=2.0)
+    attention = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])  # (B=1, T=2, S=2)
+    both = torch.tensor([[True, True]])
+    # Region 0 gets 2 in total, region 1 gets 0: mean((1 - 2)^2, (1 - 0)^2) = 1, times lambda.
+    assert float(model.attention_penalty(attention, both)) == pytest.approx(2.0)
+    # The padded second step does not count: coverage (1, 0) -> mean(0, 1) = 0.5.
+    assert float(model.attention_penalty(attention, torch.tensor([[True, False]]))) == 1.0
+    assert model.attention_penalty(None, both) == 0.0
+    no_attention = tiny_captioner(300, attention="none")
+    assert no_attention.decoder.attention is None
+
+
+def test_param_groups_give_the_encoder_its_learning_rate():
+    model = tiny_captioner(300, encoder_lr=1e-4)
+    [optimizer], _ = model.configure_optimizers()
+    decoder_group, encoder_group = optimizer.param_groups
+    assert encoder_group["lr"] == 1e-4 and decoder_group["lr"] == 0.03
+    assert {id(p) for p in encoder_group["params"]} == {id(p) for p in model.encoder.parameters()}
+    n_params = len(list(model.parameters()))
+    assert len(decoder_group["params"]) + len(encoder_group["params"]) == n_params
+
+
+def test_frozen_encoder_gets_no_gradient_and_keeps_batchnorm(overfit):
+    data = overfit[2]
+    model = tiny_captioner(data.tgt_vocab_size, unfreeze_encoder_at=None).train()
+    data.preprocessing = model.preprocessing
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    stats = {k: v.clone() for k, v in model.encoder.state_dict().items() if "running" in k}
+    model.training_step(batch, 0).backward()
+    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in model.decoder.parameters() if p.requires_grad)
+    assert all(torch.equal(model.encoder.state_dict()[k], v) for k, v in stats.items())
+
+
+class EncoderSnapshots(L.Callback):
+    """The encoder's weights and frozen flag at the end of every training epoch."""
+
+    def __init__(self) -> None:
+        self.weights, self.frozen = [], []
+
+    def on_train_epoch_end(self, trainer, model) -> None:
+        self.weights.append([p.detach().clone() for p in model.encoder.parameters()])
+        self.frozen.append(model.encoder.frozen)
+
+
+def test_encoder_unfreezes_at_epoch_k(overfit, tmp_path):
+    _, _, data = overfit
+    model = tiny_captioner(data.tgt_vocab_size, unfreeze_encoder_at=1)
+    start = [p.detach().clone() for p in model.encoder.parameters()]
+    snapshots = EncoderSnapshots()
+    data.preprocessing = None  # taken from the model at setup
+    fit(model, data, tmp_path, max_epochs=2, callbacks=[snapshots])
+    assert snapshots.frozen == [True, False]
+    assert all(torch.equal(a, b) for a, b in zip(start, snapshots.weights[0], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(start, snapshots.weights[1], strict=True))
+
+
+def test_validation_logs_caption_metrics(overfit, tmp_path):
+    model, _, data = overfit
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    [metrics] = trainer.validate(model, datamodule=data, verbose=False)
+    assert metrics["val/exact"] == 100.0 and metrics["val/bleu4"] == pytest.approx(100.0)
+    assert metrics["val/cider"] > 0 and metrics["val/bleu1"] == pytest.approx(100.0)

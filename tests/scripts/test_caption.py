@@ -1,0 +1,146 @@
+"""``s2s-caption`` on a checkpoint that ``s2s fit`` wrote from a recipe."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from s2s.cli import main as s2s_main
+from s2s.scripts.caption import main as caption
+
+# Left half and right half in two colours; the caption names them left to right.
+SCENES = {"rg.png": ("red", "green"), "gr.png": ("green", "red"), "by.png": ("blue", "yellow")}
+RGB = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+CAPTIONS = {name: f"{a} left of {b}" for name, (a, b) in SCENES.items()}
+
+
+def recipe(root: Path, tsv: Path, attention: str) -> dict:
+    source = {"class_path": "s2s.data.TsvCaptions", "init_args": {"file": str(tsv)}}
+    return {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "max_steps": 120,
+            "limit_val_batches": 0,
+            "num_sanity_val_steps": 0,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": False,
+            "default_root_dir": str(root),
+            "callbacks": [
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": str(root / "checkpoints"), "filename": "last"},
+                }
+            ],
+        },
+        "model": {
+            "class_path": "s2s.models.Captioner",
+            "init_args": {
+                "backbone": "s2s.nn.image_encoder.ConvNet",
+                "backbone_args": {"channels": [8, 16]},
+                "image_size": 32,
+                "embedding_size": 16,
+                "hidden_size": 32,
+                "attention": attention,
+                "dropout": 0.0,
+                "optim": {"lr": 0.03},
+                "search": {"beam_size": 2, "max_len_b": 8},
+            },
+        },
+        "data": {
+            "class_path": "s2s.data.CaptionData",
+            "init_args": {
+                "train": source,
+                "val": source,
+                "tokenizer_type": "bpe",
+                "vocab_size": 320,
+                "cache_dir": str(root / "cache"),
+                "batch_size": 4,
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """Images and the checkpoint of a captioner trained on them by ``s2s fit``."""
+    root = tmp_path_factory.mktemp("caption_run")
+    images = root / "images"
+    images.mkdir()
+    for name, (left, right) in SCENES.items():
+        img = Image.new("RGB", (32, 32), RGB[left])
+        img.paste(RGB[right], (16, 0, 32, 32))
+        img.save(images / name)
+    tsv = images / "captions.tsv"
+    tsv.write_text("".join(f"{n}\t{c}\n" for n, c in CAPTIONS.items()))
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump(recipe(root, tsv, "bahdanau")))
+    argv = sys.argv
+    sys.argv = ["s2s"]  # LightningCLI warns about pytest's own arguments
+    try:
+        s2s_main(["fit", "--config", str(config)])
+    finally:
+        sys.argv = argv
+    return images, root / "checkpoints" / "last.ckpt"
+
+
+def captions_of(out: str) -> list[tuple[str, str]]:
+    return [tuple(line.split("\t")) for line in out.splitlines()]
+
+
+def test_captions_images_and_folders(run, capsys):
+    images, ckpt = run
+    caption(["--ckpt", str(ckpt), str(images / "gr.png"), str(images / "rg.png")])
+    assert captions_of(capsys.readouterr().out) == [
+        (str(images / "gr.png"), CAPTIONS["gr.png"]),
+        (str(images / "rg.png"), CAPTIONS["rg.png"]),
+    ]
+    caption(["--ckpt", str(ckpt), "--beam", "1", str(images)])  # a folder: its images by name
+    assert captions_of(capsys.readouterr().out) == [
+        (str(images / name), CAPTIONS[name]) for name in sorted(SCENES)
+    ]
+
+
+def test_n_best(run, capsys):
+    images, ckpt = run
+    caption(["--ckpt", str(ckpt), "--n-best", "2", str(images / "by.png"), str(images / "rg.png")])
+    lines = captions_of(capsys.readouterr().out)
+    assert [path for path, _ in lines] == [str(images / "by.png")] * 2 + [
+        str(images / "rg.png")
+    ] * 2
+    assert lines[0][1] == CAPTIONS["by.png"] and lines[2][1] == CAPTIONS["rg.png"]
+    assert lines[0] != lines[1]
+
+
+def test_attention_pictures(run, tmp_path, capsys):
+    images, ckpt = run
+    out = tmp_path / "attention"
+    caption(["--ckpt", str(ckpt), "--attention-png", str(out), str(images / "rg.png"), str(images)])
+    assert sorted(p.name for p in out.iterdir()) == [
+        "0001_rg.png",
+        "0002_by.png",
+        "0003_gr.png",
+        "0004_rg.png",
+    ]
+    picture = Image.open(out / "0001_rg.png")
+    assert picture.width > 400  # the image and one panel per word ("red left of green </s>")
+
+
+def test_unreadable_images_are_skipped_with_exit_status_1(run, tmp_path, capsys):
+    images, ckpt = run
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(SystemExit) as exit_info:
+        caption(["--ckpt", str(ckpt), str(tmp_path / "broken.png"), str(images / "rg.png")])
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert captions_of(captured.out) == [(str(images / "rg.png"), CAPTIONS["rg.png"])]
+    assert "broken.png: cannot read image" in captured.err
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "x.ckpt").write_text("nope")
+    with pytest.raises(SystemExit, match="not a readable checkpoint"):
+        caption(["--ckpt", str(tmp_path / "x.ckpt"), str(tmp_path)])
