@@ -1,11 +1,13 @@
 """Batched beam search: all sentences and all their beams advance together as tensors.
 
 Rows are sentence-major: the ``k = beam_size`` beams of active sentence ``i`` are rows
-``i * k ... i * k + k - 1``. At each step the best ``k`` extensions of a sentence are kept; those
-that end in EOS become finished hypotheses, and the active beams are the best ``k`` extensions that
-do not. A sentence stops once no active beam can beat its ``n_best``-th finished hypothesis (see
-:func:`best_possible`); stopped sentences are dropped from the state, and the batch stops when all
-have. Outputs are rebuilt once at the end from per-step back-pointers (:class:`_Trail`).
+``i * k ... i * k + k - 1`` (at the first step, where the k beams are one, each sentence is one
+row, so the encoder's state is stepped once before it is expanded). At each step the best ``k``
+extensions of a sentence are kept; those that end in EOS become finished hypotheses, and the
+active beams are the best ``k`` extensions that do not. A sentence stops once no active beam can
+beat its ``n_best``-th finished hypothesis (see :func:`best_possible`); stopped sentences are
+dropped from the state, and the batch stops when all have. Outputs are rebuilt once at the end
+from per-step back-pointers (:class:`_Trail`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from s2s.decoding.config import SearchConfig
-from s2s.decoding.constraints import mask_log_probs, max_lengths
+from s2s.decoding.constraints import mask_log_probs_, max_lengths
 from s2s.decoding.interface import Hypothesis, StepDecoder
 from s2s.decoding.scoring import coverage_penalty, length_penalty
 from s2s.tokenizer import BOS_ID, EOS_ID
@@ -29,33 +32,33 @@ def beam_search(model: StepDecoder, batch: Any, config: SearchConfig) -> list[li
     k = config.beam_size
     state, src_lengths = model.start(batch)
     batch_size, device = src_lengths.size(0), src_lengths.device
-    state = model.reorder(state, torch.arange(batch_size, device=device).repeat_interleave(k))
-    # Per active sentence (Ba, ...); rows (Ba * k, ...).
+    # Per active sentence (Ba, ...); rows (Ba * w, ...), w = 1 at the first step, then k.
     items = torch.arange(batch_size, device=device)
     src_lens = src_lengths
     max_lens = max_lengths(src_lengths, config.max_len_a, config.max_len_b)
     scores = torch.full((batch_size, k), -torch.inf, device=device)
     scores[:, 0] = 0.0  # the k beams start identical: expand only one
     best = _Finished.empty(batch_size, config.n_best, device)
-    tokens = torch.full((batch_size * k,), BOS_ID, device=device)
-    parents = torch.full((batch_size * k,), -1, device=device)
-    history = tokens.new_empty(batch_size * k, 0) if config.no_repeat_ngram_size else None
-    coverage = None  # (Ba * k, S) attention summed over steps, for the coverage penalty
+    tokens = torch.full((batch_size,), BOS_ID, device=device)
+    parents = torch.full((batch_size,), -1, device=device)
+    history = tokens.new_empty(batch_size, 0) if config.no_repeat_ngram_size else None
+    coverage = None  # (Ba * w, S) attention summed over steps, for the coverage penalty
 
     trail, done_items, done_best = _Trail(), [], []
     first_forced = int(max_lens.min())
     for t in range(int(max_lens.max()) + 1):
+        width = tokens.numel() // items.numel()  # rows per sentence
         log_probs, state, attn = model.step(tokens, state)
         offset = trail.add(tokens, parents, attn)
         if config.coverage_penalty:
             if attn is None:
                 raise ValueError("coverage_penalty needs a model whose step returns attention")
             coverage = attn.float() if coverage is None else coverage + attn
-        log_probs = mask_log_probs(
+        log_probs = mask_log_probs_(
             log_probs.float(),
             t,
             min_len=config.min_len,
-            force_eos=(max_lens <= t).repeat_interleave(k) if t >= first_forced else None,
+            force_eos=(max_lens <= t).repeat_interleave(width) if t >= first_forced else None,
             history=history,
             no_repeat_ngram_size=config.no_repeat_ngram_size,
         )
@@ -94,19 +97,25 @@ def best_possible(scores: Tensor, max_lens: Tensor, alpha: float) -> Tensor:
 
 
 def _extend(log_probs: Tensor, scores: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Score every one-token extension of the beams ``scores`` (Ba, k), log_probs (Ba * k, V).
+    """Score every one-token extension of the beams ``scores`` (Ba, k), log_probs (Ba * w, V).
 
-    Returns the EOS extensions' scores (Ba, k), and the best k other extensions: their scores
-    (Ba, k), the rows they extend (Ba, k) and their last tokens (Ba, k). Overwrites the EOS
-    column of ``log_probs`` (the masked copy).
+    ``w`` is the number of beams stepped per sentence: k, or 1 at the first step, where only the
+    first beam is live. Returns the EOS extensions' scores (Ba, w), and the best k other
+    extensions: their scores (Ba, k), the rows they extend (Ba, k) and their last tokens (Ba, k)
+    (-inf scores where there are fewer than k). Overwrites ``log_probs``.
     """
     n_sent, k = scores.shape
-    vocab = log_probs.size(1)
-    eos_scores = scores + log_probs[:, EOS_ID].view(n_sent, k)
+    n_rows, vocab = log_probs.shape
+    width = n_rows // n_sent
+    scores = scores[:, :width]
+    eos_scores = scores + log_probs[:, EOS_ID].view(n_sent, width)
     log_probs[:, EOS_ID] = -torch.inf
-    flat = (scores.view(-1, 1) + log_probs).view(n_sent, k * vocab)
+    flat = log_probs.add_(scores.reshape(-1, 1)).view(n_sent, width * vocab)
+    if flat.size(1) < k:  # a tiny vocabulary: pad with impossible extensions
+        flat = F.pad(flat, (0, k - flat.size(1)), value=-torch.inf)
     top_scores, top = flat.topk(k, 1)  # (Ba, k)
-    rows = top // vocab + torch.arange(0, n_sent * k, k, device=top.device)[:, None]
+    top = top.clamp(max=width * vocab - 1)  # padding extends the last row
+    rows = top // vocab + torch.arange(0, n_rows, width, device=top.device)[:, None]
     return eos_scores, top_scores, rows, top % vocab
 
 
@@ -119,15 +128,18 @@ def _finished(
     src_lens: Tensor,
     config: SearchConfig,
 ) -> _Finished:
-    """The EOS extensions at step t that rank among their sentence's k best extensions (Ba, k)."""
+    """The EOS extensions at step t that rank among their sentence's k best extensions (Ba, w)."""
     k = config.beam_size
     kth_best = torch.cat([active_scores, eos_scores], 1).topk(k, 1).values[:, -1:]  # (Ba, 1)
     kept = (eos_scores >= kth_best) & (eos_scores > -torch.inf)
     norm = eos_scores / length_penalty(t + 1, config.length_penalty)
     if coverage is not None:
-        per_row = coverage_penalty(coverage, src_lens.repeat_interleave(k), config.coverage_penalty)
-        norm = norm + per_row.view(-1, k)
-    rows = offset + torch.arange(eos_scores.numel(), device=eos_scores.device).view(-1, k)
+        width = eos_scores.size(1)
+        per_row = coverage_penalty(
+            coverage, src_lens.repeat_interleave(width), config.coverage_penalty
+        )
+        norm = norm + per_row.view_as(norm)
+    rows = offset + torch.arange(eos_scores.numel(), device=eos_scores.device).view_as(norm)
     return _Finished(
         norm.masked_fill(~kept, -torch.inf), eos_scores.masked_fill(~kept, -torch.inf), rows
     )

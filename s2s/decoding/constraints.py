@@ -13,7 +13,7 @@ def max_lengths(src_lengths: Tensor, max_len_a: float, max_len_b: int) -> Tensor
     return (max_len_a * src_lengths.float() + max_len_b).long()
 
 
-def mask_log_probs(
+def mask_log_probs_(
     log_probs: Tensor,
     step: int,
     *,
@@ -22,23 +22,23 @@ def mask_log_probs(
     history: Tensor | None,
     no_repeat_ngram_size: int,
 ) -> Tensor:
-    """A masked copy of ``log_probs`` (N, V) for output position ``step``.
+    """Mask ``log_probs`` (N, V) for output position ``step`` in place, and return it.
 
     PAD and BOS are never generated; EOS is forbidden before ``min_len``; tokens that would repeat
     an n-gram of ``history`` (N, step) are forbidden; rows where ``force_eos`` (N,) is set may only
     emit EOS, at its unmasked log-probability (the length limit wins over ``min_len``).
     """
-    out = log_probs.clone()
-    out[:, PAD_ID] = -torch.inf
-    out[:, BOS_ID] = -torch.inf
+    eos = log_probs[:, EOS_ID].clone() if force_eos is not None else None
+    log_probs[:, PAD_ID] = -torch.inf
+    log_probs[:, BOS_ID] = -torch.inf
     if step < min_len:
-        out[:, EOS_ID] = -torch.inf
+        log_probs[:, EOS_ID] = -torch.inf
     if no_repeat_ngram_size and history is not None:
-        block_repeated_ngrams(out, history, no_repeat_ngram_size)
+        block_repeated_ngrams(log_probs, history, no_repeat_ngram_size)
     if force_eos is not None:
-        out.masked_fill_(force_eos[:, None], -torch.inf)
-        out[:, EOS_ID] = torch.where(force_eos, log_probs[:, EOS_ID], out[:, EOS_ID])
-    return out
+        log_probs.masked_fill_(force_eos[:, None], -torch.inf)
+        log_probs[:, EOS_ID] = torch.where(force_eos, eos, log_probs[:, EOS_ID])
+    return log_probs
 
 
 def block_repeated_ngrams(log_probs: Tensor, history: Tensor, n: int) -> None:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from s2s.decoding.config import Constraints
-from s2s.decoding.constraints import mask_log_probs, max_lengths
+from s2s.decoding.constraints import mask_log_probs_, max_lengths
 from s2s.decoding.interface import Hypothesis, StepDecoder
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -62,7 +62,7 @@ def decode_one_per_input(
     attention = None  # (B, T, S) once the model returns attention
     for t in range(steps):
         log_probs, state, attn = model.step(tokens, state)
-        log_probs = mask_log_probs(
+        log_probs = mask_log_probs_(
             log_probs.float(),
             t,
             min_len=limits.min_len,

@@ -15,7 +15,7 @@ from torch import Tensor
 
 
 class Step(NamedTuple):
-    """What one decoder step returns."""
+    """What one decoder step returns; decoding owns ``log_probs`` and overwrites it in place."""
 
     log_probs: Tensor  # (N, V) normalised log-probabilities of the next token
     state: Any  # the state to pass to the next step

@@ -20,13 +20,13 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from s2s.checkpoint import CLASS_KEY, class_path
+from s2s.checkpoint import TokenizersInCheckpoint, read_checkpoint
 from s2s.decoding import Hypothesis, SearchConfig, beam_search, greedy
 from s2s.metrics import CorpusScores, corpus_scores
 from s2s.nn.decoder import DecoderState, RNNDecoder
 from s2s.nn.encoder import EncoderOutput
 from s2s.optim import OptimConfig, configure_optimizers
-from s2s.tokenizer import PAD_ID, Tokenizer
+from s2s.tokenizer import PAD_ID
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,13 @@ class _Decoded:
     refs: list[list[str]]
 
 
-class EncoderDecoderModule(L.LightningModule):
+class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
     """Base LightningModule; subclasses build ``self.decoder`` and implement :meth:`encode`.
 
     Tokenizers travel inside checkpoints, so a checkpoint alone restores a usable model.
     """
 
     decoder: RNNDecoder
-    tokenizer_names: tuple[str, ...] = ("tgt",)
 
     def __init__(
         self,
@@ -55,6 +54,7 @@ class EncoderDecoderModule(L.LightningModule):
         teacher_forcing_ratio: float,
         optim: OptimConfig,
         search: SearchConfig,
+        init_from: str | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= label_smoothing < 1 or not 0 < teacher_forcing_ratio <= 1:
@@ -63,7 +63,7 @@ class EncoderDecoderModule(L.LightningModule):
         self.teacher_forcing_ratio = teacher_forcing_ratio
         self.optim = optim
         self.search = search
-        self.tokenizers: dict[str, Tokenizer] = {}
+        self.init_from = init_from
         self._decoded: list[_Decoded] = []
         self._nll = torch.zeros(2)  # summed validation NLL, target tokens
 
@@ -73,9 +73,20 @@ class EncoderDecoderModule(L.LightningModule):
 
     def forward(self, batch: Any) -> Tensor:
         """Teacher-forced logits (B, T-1, V) predicting ``batch.tgt[:, 1:]``."""
+        return self.forward_with_attention(batch)[0]
+
+    def forward_with_attention(self, batch: Any) -> tuple[Tensor, Tensor | None]:
+        """:meth:`forward`'s logits and the decoder's attention (B, T-1, S), None without."""
         state = self.decoder.init_state(self.encode(batch))
         ratio = self.teacher_forcing_ratio if self.training else 1.0
-        return self.decoder(batch.tgt[:, :-1], state, teacher_forcing_ratio=ratio)
+        return self.decoder.forward_with_attention(
+            batch.tgt[:, :-1], state, teacher_forcing_ratio=ratio
+        )
+
+    def attention_penalty(self, attention: Tensor | None, target_mask: Tensor) -> Tensor | float:
+        """A term added to the training loss from the attention (B, T, S) of the real target steps
+        ``target_mask`` (B, T); none here (the captioner's regularises attention)."""
+        return 0.0
 
     # --- the step interface used by s2s.decoding
     def start(self, batch: Any) -> tuple[DecoderState, Tensor]:
@@ -90,7 +101,7 @@ class EncoderDecoderModule(L.LightningModule):
 
     # --- training
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        logits = self(batch)
+        logits, attention = self.forward_with_attention(batch)
         target = batch.tgt[:, 1:]
         loss = F.cross_entropy(
             logits.flatten(0, 1).float(),
@@ -100,8 +111,16 @@ class EncoderDecoderModule(L.LightningModule):
         )
         ntokens = int((target != PAD_ID).sum())
         self.log("train/loss", loss, prog_bar=True, batch_size=ntokens)
-        self.log("train/tokens", float(ntokens), reduce_fx="sum", on_step=False, on_epoch=True)
-        return loss
+        # Summed over ranks too (sync_dist): the epoch's tokens, not one rank's share.
+        self.log(
+            "train/tokens",
+            float(ntokens),
+            reduce_fx="sum",
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+        )
+        return loss + self.attention_penalty(attention, target != PAD_ID)
 
     def configure_optimizers(self):
         return configure_optimizers(self.parameters(), self.optim)
@@ -128,7 +147,7 @@ class EncoderDecoderModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         nll, ntokens = self.trainer.strategy.reduce(self._nll.to(self.device), reduce_op="sum")
-        scores, _ = self._corpus_scores()
+        scores, _, extra = self._corpus_scores()
         loss = float(nll / ntokens.clamp(min=1))
         self.log_dict(
             {
@@ -136,18 +155,27 @@ class EncoderDecoderModule(L.LightningModule):
                 "val/ppl": math.exp(min(loss, 50.0)),
                 "val/bleu": scores.bleu,
                 "val/chrf": scores.chrf,
+                **{f"val/{name}": value for name, value in extra.items()},
             },
             prog_bar=True,
         )
 
     def on_test_epoch_end(self) -> None:
-        scores, hyps = self._corpus_scores()
-        self.log_dict({"test/bleu": scores.bleu, "test/chrf": scores.chrf})
+        scores, hyps, extra = self._corpus_scores()
+        self.log_dict(
+            {
+                "test/bleu": scores.bleu,
+                "test/chrf": scores.chrf,
+                **{f"test/{name}": value for name, value in extra.items()},
+            }
+        )
+        # Every rank asks: under DDP, trainer.log_dir is a broadcast from rank 0.
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
         if self.trainer.is_global_zero:
-            log_dir = self.trainer.log_dir or self.trainer.default_root_dir
             out = Path(log_dir) / "test_hypotheses.txt"
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+            print("".join(f"{name} = {value:.2f}\n" for name, value in extra.items()), end="")
             print(f"{scores}\nhypotheses: {out}")
 
     def _collect(self, batch: Any, hyps: list[Hypothesis]) -> None:
@@ -155,8 +183,13 @@ class EncoderDecoderModule(L.LightningModule):
         texts = [self.tokenizers["tgt"].decode(h.tokens) for h in hyps]
         self._decoded.append(_Decoded(batch.indices.tolist(), texts, refs))
 
-    def _corpus_scores(self) -> tuple[CorpusScores, list[str]]:
-        """Scores over the whole split: every rank's hypotheses, each example exactly once."""
+    def extra_scores(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+        """Corpus metrics a model adds to BLEU and chrF at validation and test; none here."""
+        return {}
+
+    def _corpus_scores(self) -> tuple[CorpusScores, list[str], dict[str, float]]:
+        """Scores over the whole split: every rank's hypotheses, each example exactly once; then
+        the hypotheses and :meth:`extra_scores`."""
         parts = _all_gather(self._decoded)
         items = sorted(
             (i, h, r)
@@ -167,31 +200,27 @@ class EncoderDecoderModule(L.LightningModule):
         indices = [i for i, _, _ in items]
         if len(set(indices)) != len(indices):
             raise RuntimeError("an evaluation example was decoded twice: check the batch sampler")
-        hyps = [h for _, h, _ in items]
-        return corpus_scores(hyps, [r for _, _, r in items]), hyps
+        hyps, refs = [h for _, h, _ in items], [r for _, _, r in items]
+        return corpus_scores(hyps, refs), hyps, self.extra_scores(hyps, refs)
 
     # --- checkpoints
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None:
-            return
-        for name in self.tokenizer_names:
-            tok = getattr(datamodule, f"{name}_tokenizer")
-            if name in self.tokenizers and self.tokenizers[name] != tok:
-                raise ValueError(
-                    f"the data's {name} tokenizer differs from the checkpoint's: fine-tuning must "
-                    "keep the tokenizer the model was trained with"
-                )
-            self.tokenizers[name] = tok
+        if self.init_from:  # a --ckpt_path is restored after this, replacing these weights
+            self._load_weights_and_tokenizers(self.init_from)
+        super().setup(stage)  # the data's tokenizers, checked against the checkpoint's
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint[CLASS_KEY] = class_path(self)
-        checkpoint["tokenizers"] = {name: tok.proto for name, tok in self.tokenizers.items()}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.tokenizers = {
-            name: Tokenizer(proto) for name, proto in checkpoint.get("tokenizers", {}).items()
-        }
+    def _load_weights_and_tokenizers(self, path: str) -> None:
+        """Start from checkpoint ``path``: its weights, and its tokenizers the data must match."""
+        ckpt = read_checkpoint(path)
+        self.on_load_checkpoint(ckpt)
+        try:
+            self.load_state_dict(ckpt["state_dict"])
+        except RuntimeError as e:
+            raise ValueError(
+                f"{path}: its weights do not fit this model; fine-tuning needs the checkpoint's "
+                f"architecture and vocabularies ({e})"
+            ) from None
+        log.info("Starting from the weights and tokenizers of %s", path)
 
 
 def _all_gather(obj: Any) -> list[Any]:

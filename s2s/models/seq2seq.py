@@ -29,6 +29,9 @@ class Seq2Seq(EncoderDecoderModule):
         bidirectional: Bidirectional encoder.
         attention: ``none`` conditions every step on the encoder's final state (one fixed context
             vector); the others attend over all source positions at every step.
+        input_feeding: The decoder RNN also reads the previous step's attentional vector (Luong
+            et al. 2015 report it gains BLEU). Off, teacher-forced training needs no per-token
+            loop and runs faster (see the README's speed table).
         dropout: Dropout on embeddings, between RNN layers and on the attentional vector.
         tie_embeddings: Share the target embedding with the output layer (Press & Wolf, 2017);
             needs ``embedding_size == hidden_size``.
@@ -38,6 +41,9 @@ class Seq2Seq(EncoderDecoderModule):
         optim: Optimiser and learning-rate schedule.
         search: Decoding for test and the translate script; validation decodes greedily with its
             length limits.
+        init_from: An s2s checkpoint to fine-tune: runs start from its weights (``--ckpt_path``,
+            when given, replaces them), and the data is tokenized with its tokenizers (the CLI
+            links this to ``data.tokenizer_from``). The architecture options must be its own.
     """
 
     tokenizer_names = ("src", "tgt")
@@ -53,14 +59,16 @@ class Seq2Seq(EncoderDecoderModule):
         decoder_layers: int = 1,
         bidirectional: bool = True,
         attention: AttentionType = "bahdanau",
+        input_feeding: bool = True,
         dropout: float = 0.3,
         tie_embeddings: bool = False,
         label_smoothing: float = 0.1,
         teacher_forcing_ratio: float = 1.0,
         optim: OptimConfig = OptimConfig(),
         search: SearchConfig = SearchConfig(),
+        init_from: str | None = None,
     ) -> None:
-        super().__init__(label_smoothing, teacher_forcing_ratio, optim, search)
+        super().__init__(label_smoothing, teacher_forcing_ratio, optim, search, init_from)
         self.save_hyperparameters()
         self.encoder = RNNEncoder(
             src_vocab_size,
@@ -81,6 +89,7 @@ class Seq2Seq(EncoderDecoderModule):
             attention=attention,
             dropout=dropout,
             tie_embeddings=tie_embeddings,
+            input_feeding=input_feeding,
         )
 
     def encode(self, batch) -> EncoderOutput:

@@ -5,6 +5,12 @@ token and the previous attentional vector, its output queries the memory, and
 ``tanh(W [h_t; context_t])`` is both the input to the output layer and next step's feed. With
 ``attention="none"`` the context is the encoder summary at every step, which is the fixed context
 vector of Cho et al. (2014), "Learning Phrase Representations using RNN Encoder-Decoder".
+
+Teacher-forced training computes all that does not depend on the previous step at once
+(embeddings, attention keys) and keeps only the recurrence in a Python loop. With
+``input_feeding=False`` the RNN reads only the previous token, so nothing is left in the loop: the
+RNN runs as one fused call over the whole target and attention scores every step in one batched
+call; decoding is unchanged.
 """
 
 from __future__ import annotations
@@ -23,27 +29,66 @@ from s2s.tokenizer import PAD_ID
 
 @dataclass
 class DecoderState:
-    """Everything a decoder step needs; row i is one hypothesis."""
+    """Everything a decoder step needs; row i is one hypothesis.
+
+    The memory, its keys and mask are held once per source, not per row: row i reads memory entry
+    ``i // group``. Beam search keeps the beams of a sentence in consecutive rows, so expanding
+    and reordering beams copies no memory, and attention runs the beams of a source as one
+    multi-query call.
+    """
 
     hidden: RNNState  # (layers, N, H)
     feed: Tensor  # (N, H) previous attentional vector
-    memory: Tensor  # (N, S, Hm)
-    keys: Tensor | None  # (N, S, *) precomputed attention keys, None without attention
-    mask: Tensor  # (N, S) True at real memory positions
+    memory: Tensor  # (M, S, Hm) with N = M * group
+    keys: Tensor | None  # (M, S, *) precomputed attention keys, None without attention
+    mask: Tensor  # (M, S) True at real memory positions
+    group: int = 1  # consecutive rows per memory entry
 
     def select(self, index: Tensor) -> DecoderState:
-        """The state of rows ``index`` (N',)."""
+        """The state of rows ``index`` (N'): any rows, repeated or dropped, in any order."""
+        group, entries = _regroup(index // self.group, self.memory.size(0), self.group)
+
+        def pick(x: Tensor) -> Tensor:
+            return x if entries is None else x.index_select(0, entries)
+
         return DecoderState(
             hidden=select_state(self.hidden, index),
             feed=self.feed.index_select(0, index),
-            memory=self.memory.index_select(0, index),
-            keys=None if self.keys is None else self.keys.index_select(0, index),
-            mask=self.mask.index_select(0, index),
+            memory=pick(self.memory),
+            keys=None if self.keys is None else pick(self.keys),
+            mask=pick(self.mask),
+            group=group,
         )
 
 
+def _regroup(source: Tensor, entries: int, group: int) -> tuple[int, Tensor | None]:
+    """Rows per memory entry, and the entries to keep (M',) (None: all, unchanged), for rows that
+    read entries ``source`` (N') of ``entries``.
+
+    Runs of g equal consecutive entries keep one copy of each entry; g is tried as the new rows
+    per old entry (beam expansion, reordering within sentences) and as the old group (sentences
+    dropped). Otherwise each row gets its own copy (group 1).
+    """
+    n = source.numel()
+    for g in dict.fromkeys((n // entries if entries and n % entries == 0 else 0, group)):
+        if g > 1 and n % g == 0:
+            runs = source.view(-1, g)  # (M', g)
+            heads = runs[:, 0]
+            checks = [runs.eq(heads[:, None]).all()]
+            if heads.numel() == entries:  # the same entries, in order?
+                checks.append(heads.eq(torch.arange(entries, device=heads.device)).all())
+            flags = torch.stack(checks).tolist()  # the one host sync
+            if flags[0]:
+                return g, None if flags[1:] == [True] else heads
+    return 1, source
+
+
 class RNNDecoder(nn.Module):
-    """Conditional RNN language model over a memory; implements the decoding step."""
+    """Conditional RNN language model over a memory; implements the decoding step.
+
+    ``input_feeding``: the RNN also reads the previous attentional vector (Luong et al. 2015);
+    without it, teacher-forced training runs without a per-token loop.
+    """
 
     def __init__(
         self,
@@ -56,14 +101,17 @@ class RNNDecoder(nn.Module):
         attention: AttentionType = "bahdanau",
         dropout: float = 0.0,
         tie_embeddings: bool = False,
+        input_feeding: bool = True,
     ) -> None:
         super().__init__()
         self.cell = cell
         self.num_layers = num_layers
         self.hidden_size = hidden_size
+        self.input_feeding = input_feeding
         self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
         self.dropout = nn.Dropout(dropout)
-        self.rnn = make_rnn(cell, embedding_size + hidden_size, hidden_size, num_layers, dropout)
+        rnn_input = embedding_size + (hidden_size if input_feeding else 0)
+        self.rnn = make_rnn(cell, rnn_input, hidden_size, num_layers, dropout)
         self.attention = make_attention(attention, hidden_size, memory_size)
         self.bridge = nn.Linear(memory_size, hidden_size)
         self.combine = nn.Linear(hidden_size + memory_size, hidden_size, bias=False)
@@ -91,15 +139,22 @@ class RNNDecoder(nn.Module):
 
     def _advance(self, emb: Tensor, state: DecoderState) -> tuple[DecoderState, Tensor | None]:
         """One recurrent step from embedded tokens (N, E); returns the new state and attention."""
-        x = torch.cat([emb, state.feed], dim=-1).unsqueeze(1)  # (N, 1, E + H)
-        out, hidden = self.rnn(x, state.hidden)
-        query = out.squeeze(1)  # (N, H)
-        if self.attention is None:
-            context, weights = state.memory[:, 0], None
+        x = torch.cat([emb, state.feed], dim=-1) if self.input_feeding else emb  # (N, E [+ H])
+        out, hidden = self.rnn(x.unsqueeze(1), state.hidden)  # (N, 1, H)
+        query = out.view(-1, state.group, out.size(-1))  # (M, group, H): one query per row
+        feed, weights = self._attend(query, state)  # (M, group, H), (M, group, S)
+        weights = None if weights is None else weights.flatten(0, 1)  # (N, S)
+        return replace(state, hidden=hidden, feed=feed.flatten(0, 1)), weights
+
+    def _attend(self, query: Tensor, state: DecoderState) -> tuple[Tensor, Tensor | None]:
+        """Attentional vectors (M, Q, H) and attention weights (M, Q, S) for RNN outputs ``query``
+        (M, Q, H): Q queries per memory entry (the rows of a beam group, or every target step)."""
+        if self.attention is None:  # the summary (M, 1, Hm) is every query's context
+            context, weights = state.memory.expand(-1, query.size(1), -1), None
         else:
             context, weights = self.attention(query, state.keys, state.memory, state.mask)
         feed = self.dropout(torch.tanh(self.combine(torch.cat([query, context], dim=-1))))
-        return replace(state, hidden=hidden, feed=feed), weights
+        return feed, weights
 
     def forward(
         self, tgt_in: Tensor, state: DecoderState, teacher_forcing_ratio: float = 1.0
@@ -107,19 +162,32 @@ class RNNDecoder(nn.Module):
         """Logits (B, T, V) for every position of ``tgt_in`` (B, T) (BOS y1 .. yn).
 
         With ``teacher_forcing_ratio`` < 1, each step reads the model's own previous prediction
-        instead of the reference token with probability 1 - ratio (scheduled sampling).
+        instead of the reference token with probability 1 - ratio (scheduled sampling), which
+        always steps token by token.
         """
+        return self.forward_with_attention(tgt_in, state, teacher_forcing_ratio)[0]
+
+    def forward_with_attention(
+        self, tgt_in: Tensor, state: DecoderState, teacher_forcing_ratio: float = 1.0
+    ) -> tuple[Tensor, Tensor | None]:
+        """:meth:`forward`'s logits (B, T, V) and the attention (B, T, S) of every step (None
+        without attention), for losses that regularise attention."""
         emb = self.dropout(self.embedding(tgt_in))  # (B, T, E)
-        feeds = []
-        for t in range(tgt_in.size(1)):
-            step_emb = emb[:, t]
+        if not self.input_feeding and teacher_forcing_ratio == 1.0:
+            out, _ = self.rnn(emb, state.hidden)  # (B, T, H): one fused call over all steps
+            feeds, attention = self._attend(out, state)  # (B, T, H), (B, T, S)
+            return self.output(feeds), attention  # (B, T, V)
+        feeds, weights = [], []
+        for t, step_emb in enumerate(emb.unbind(1)):  # unbind: one backward copy, not one per step
             if t > 0 and teacher_forcing_ratio < 1.0:
                 own = self.dropout(self.embedding(self.output(feeds[-1]).argmax(-1)))
                 use_own = torch.rand(own.size(0), 1, device=own.device) >= teacher_forcing_ratio
                 step_emb = torch.where(use_own, own, step_emb)
-            state, _ = self._advance(step_emb, state)
+            state, step_weights = self._advance(step_emb, state)
             feeds.append(state.feed)
-        return self.output(torch.stack(feeds, dim=1))  # (B, T, V)
+            weights.append(step_weights)
+        attention = None if self.attention is None else torch.stack(weights, dim=1)  # (B, T, S)
+        return self.output(torch.stack(feeds, dim=1)), attention  # (B, T, V)
 
     def step(self, tokens: Tensor, state: DecoderState) -> Step:
         """One decoding step for previous tokens (N,)."""

@@ -1,4 +1,5 @@
-"""Step decoders for the decoding tests: hand-scripted probabilities, and a tiny random GRU."""
+"""Step decoders for the decoding tests: hand-scripted probabilities, a tiny random GRU, and tiny
+random translators (the real ``Seq2Seq``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from s2s.data import Example, TranslationBatch, collate
 from s2s.decoding.interface import Step, StepDecoder
+from s2s.models import Seq2Seq
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 Script = dict[tuple[int, ...], dict[int, float]]
@@ -103,6 +106,27 @@ class TinyAttentionGRU(nn.Module):
         return tuple(x.index_select(0, index) for x in state)
 
 
+def tiny_seq2seq(cell: str, attention: str) -> Callable[..., Seq2Seq]:
+    """A factory ``(vocab_size, seed) -> random Seq2Seq`` with 8-unit layers, in eval mode."""
+
+    def make(vocab_size: int, seed: int = 0) -> Seq2Seq:
+        torch.manual_seed(seed)
+        model = Seq2Seq(
+            vocab_size, vocab_size, embedding_size=8, hidden_size=8, cell=cell, attention=attention
+        )
+        for p in model.parameters():
+            p.data.normal_(0.0, 0.7)
+        model.decoder.output.bias.data[EOS_ID] += 1.0  # so that outputs end at varied lengths
+        return model.eval()
+
+    return make
+
+
+def translation_batch(sources: list[list[int]]) -> TranslationBatch:
+    """``sources`` as the translator's batch (each source then EOS, PAD-padded)."""
+    return collate([Example(i, src) for i, src in enumerate(sources)])
+
+
 def make_batch(sources: list[list[int]]) -> tuple[Tensor, Tensor]:
     """Right-pad ``sources`` with PAD into a (B, S) batch with lengths."""
     width = max(map(len, sources))
@@ -125,11 +149,17 @@ def scripted() -> type[ScriptedDecoder]:
 RandomModel = Callable[[int, int], tuple[StepDecoder, Callable[[list[list[int]]], Any]]]
 
 
-@pytest.fixture(params=[pytest.param((TinyAttentionGRU, make_batch), id="tiny_gru")])
+@pytest.fixture(
+    params=[
+        pytest.param((TinyAttentionGRU, make_batch), id="tiny_gru"),
+        pytest.param((tiny_seq2seq("lstm", "bahdanau"), translation_batch), id="seq2seq_bahdanau"),
+        pytest.param((tiny_seq2seq("gru", "luong_general"), translation_batch), id="seq2seq_luong"),
+    ]
+)
 def random_model(request: pytest.FixtureRequest) -> RandomModel:
     """A factory ``(vocab_size, seed) -> (random model, sources -> its batch)``.
 
-    The invariant tests run once per param: add ``(model class, batch maker)`` pairs to cover
+    The invariant tests run once per param: add ``(model factory, batch maker)`` pairs to cover
     other models.
     """
     model_class, make = request.param

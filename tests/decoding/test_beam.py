@@ -43,8 +43,9 @@ def test_beam_two_beats_greedy_and_stops_once_unbeatable(scripted) -> None:
         ([A], logs(0.5, 0.4), logs(0.5, 0.4)),
     ]
     assert hyps[0].attention.tolist() == [[0.5, 0.5], [0.5, 0.5]]  # one row per step, EOS last
-    # After step 2 the best active beam (A A: 0.175) cannot beat the 2nd finished one (0.2).
-    assert model.rows == [2, 2]
+    # One row until the beams expand; after step 2 the best active beam (A A: 0.175) cannot beat
+    # the 2nd finished one (0.2).
+    assert model.rows == [1, 2]
 
 
 def test_beam_size_one_follows_greedy_on_the_script(scripted) -> None:
@@ -125,7 +126,7 @@ def test_finished_sentences_leave_the_batch(scripted) -> None:
     model = scripted()
     results = beam_search(model, [GREEDY_TRAP, certain_a], SearchConfig(beam_size=2))
     assert [hyps[0].tokens for hyps in results] == [[B], [A, A, A]]
-    assert model.rows == [4, 4, 2, 2]
+    assert model.rows == [2, 4, 2, 2]
 
 
 # Invariants on tiny random models.
@@ -139,6 +140,7 @@ def compare(left: list[Hypothesis], right: list[Hypothesis]) -> None:
         torch.testing.assert_close(a.attention, b.attention, atol=1e-5, rtol=0)
 
 
+@torch.no_grad()
 def log_prob(model: StepDecoder, batch: Any, tokens: list[int]) -> float:
     """log P(tokens + EOS) for the one input of ``batch``, by teacher forcing."""
     state, _ = model.start(batch)
@@ -197,14 +199,15 @@ def test_a_sentence_decodes_the_same_alone_and_in_a_padded_batch(
         no_repeat_ngram_size=2,
     )
     batched = beam_search(model, make_batch(sources), config)
-    for src, hyps in zip(sources, batched, strict=True):
+    _, src_lengths = model.start(make_batch(sources))  # a translator's sources end with EOS
+    for src, src_len, hyps in zip(sources, src_lengths.tolist(), batched, strict=True):
         compare(hyps, beam_search(model, make_batch([src]), config)[0])
         assert len(hyps) == 3
         norms = [h.normalized_score for h in hyps]
         assert norms == sorted(norms, reverse=True)
         for h in hyps:
-            assert h.attention.shape == (len(h.tokens) + 1, len(src))
-            assert len(h.tokens) <= 1.5 * len(src) + 3
+            assert h.attention.shape == (len(h.tokens) + 1, src_len)
+            assert len(h.tokens) <= 1.5 * src_len + 3
     greedy_batched = greedy(model, make_batch(sources), max_len_b=10)
     for src, hyp in zip(sources, greedy_batched, strict=True):
         compare([hyp], greedy(model, make_batch([src]), max_len_b=10))
