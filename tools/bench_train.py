@@ -16,6 +16,10 @@ Part 2 times the plain loop for each attention type, cell and input feeding at t
 round-robin over the same batches, to show what each option costs. ``luong_dot`` is left out when
 the decoder and encoder output sizes differ (it needs them equal).
 
+Part 3 (``--compile``) trains two copies of the model with the plain loop, one with
+``torch.compile(model)``, round-robin over the same batches, and reports both speeds over all of
+them (compilation included, as a run pays it) and over their second half (after compiling).
+
 Speed is target tokens (EOS included, padding not) per second of training. Peak memory is the
 process's peak resident set size (``ru_maxrss``) after part 1: both model copies with their
 gradients and Adam states, the data, Python and whatever the allocator keeps cached; it is an upper
@@ -23,6 +27,7 @@ bound on what one training run needs.
 
     python tools/bench_train.py                                # attention recipe, < 3 min here
     python tools/bench_train.py --recipe recipes/multi30k_de_en_demo.yaml --precision bf16-mixed
+    python tools/bench_train.py --skip-options --compile --batches 40
 
 The last two lines are ``train_tokens_per_s=Y`` (through Lightning) and ``lightning_over_plain=X``
 (the median ratio above; 1.0 = equal, below 1 = Lightning slower).
@@ -210,13 +215,38 @@ def option_costs(
         print(f"skipped {reason}")
 
 
+def compile_costs(
+    recipe: dict[str, Any], data: TranslationData, batches: list, args: argparse.Namespace
+) -> None:
+    """Plain-loop tokens/s of the model eager and under ``torch.compile``, round-robin."""
+    clip = recipe.get("trainer", {}).get("gradient_clip_val")
+    bf16 = args.precision == "bf16-mixed"
+    eager = PlainLoop(build_model(recipe, data), clip, bf16)
+    compiled = PlainLoop(build_model(recipe, data), clip, bf16)
+    compiled.model = torch.compile(compiled.model)
+    meters = {"eager": Meter(), "torch.compile": Meter()}
+    for batch in batches:
+        for loop, meter in zip((eager, compiled), meters.values(), strict=True):
+            start = time.perf_counter()
+            loop.train_step(batch)
+            meter.add(time.perf_counter() - start, target_tokens(batch))
+    half = len(batches) // 2
+    for name, m in meters.items():
+        later = Meter(m.seconds[half:], m.tokens[half:])
+        print(
+            f"{name:<14} {m.tokens_per_s:.0f} target tokens/s over {len(batches)} batches "
+            f"(compilation included), {later.tokens_per_s:.0f} over the last {len(batches) - half}"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", default="recipes/multi30k_de_en_attn.yaml", type=Path)
     parser.add_argument("--batches", type=int, default=20, help="timed batches of part 1")
     parser.add_argument("--option-batches", type=int, default=3, help="timed batches per option")
     parser.add_argument("--warmup", type=int, default=1, help="untimed batches before timing")
-    parser.add_argument("--skip-options", action="store_true", help="only part 1")
+    parser.add_argument("--skip-options", action="store_true", help="skip part 2")
+    parser.add_argument("--compile", action="store_true", help="part 3: torch.compile's gain")
     parser.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -255,6 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"peak RSS of the process (two model copies): {peak_mib:.0f} MiB")
     if not args.skip_options:
         option_costs(recipe, data, batches, args)
+    if args.compile:
+        compile_costs(recipe, data, batches, args)
     print(f"train_tokens_per_s={lightning.tokens_per_s:.0f}")
     ratios = [p / lg for p, lg in zip(plain.seconds, lightning.seconds, strict=True)]
     print(f"lightning_over_plain={statistics.median(ratios):.3f}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -122,8 +122,18 @@ class TokenBatchSampler(Sampler[list[int]]):
         return len(self._slices) // self.num_replicas
 
 
+class EpochBatches(Protocol):
+    """What :class:`ResumableDataLoader` needs of its batch sampler (:class:`TokenBatchSampler` or
+    one that draws its batches through it)."""
+
+    epoch: int  # the epoch Lightning last set
+    start: int  # batches the next iteration skips, once
+
+    def __iter__(self) -> Iterator[list[int]]: ...
+
+
 class ResumableDataLoader(DataLoader):
-    """A DataLoader over a :class:`TokenBatchSampler` that resumes in the middle of an epoch.
+    """A DataLoader over token-budget batches that resumes in the middle of an epoch.
 
     Lightning stores the ``state_dict()`` of a training loader that has one in checkpoints, and on
     resume passes it to ``load_state_dict`` before the restarted epoch. The state is the epoch and
@@ -132,9 +142,9 @@ class ResumableDataLoader(DataLoader):
     batch (Lightning counts the batches done, not which ones).
     """
 
-    batch_sampler: TokenBatchSampler
+    batch_sampler: EpochBatches
 
-    def __init__(self, dataset: Dataset, batch_sampler: TokenBatchSampler, **kwargs: Any) -> None:
+    def __init__(self, dataset: Dataset, batch_sampler: EpochBatches, **kwargs: Any) -> None:
         super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
         self._position = (batch_sampler.epoch, 0)  # (epoch, batches of it yielded)
         self._resume_at: tuple[int, int] | None = None

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from s2s.data.batching import TokenBatchSampler, replicas
+from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
 from s2s.io import DataError, read_lines
 from s2s.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer
 
@@ -144,6 +144,7 @@ class WeightedTokenBatchSampler(Sampler[list[int]]):
         self.max_tokens = max_tokens
         self.seed, self.num_replicas, self.rank = seed, num_replicas, rank
         self.epoch = 0
+        self.start = 0  # batches of the epoch to skip once (ResumableDataLoader sets it)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -170,6 +171,7 @@ class WeightedTokenBatchSampler(Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         drawn, batches = self._draw()
+        batches.start, self.start = self.start, 0
         for batch in batches:
             yield [drawn[i] for i in batch]
 
@@ -319,7 +321,8 @@ class LabelledData(L.LightningDataModule):
 
     def _loader(self, split: str) -> DataLoader:
         num_replicas, rank = replicas(self.trainer, type(self).__name__)
-        return DataLoader(
+        loader = ResumableDataLoader if split == "train" else DataLoader
+        return loader(
             self.datasets[split],
             batch_sampler=self._batches(split, num_replicas, rank),
             collate_fn=self.collate,

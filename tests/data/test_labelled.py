@@ -155,3 +155,25 @@ def test_classification_data_uses_the_weighted_sampler_for_training_only(tmp_pat
     data.setup("fit")
     assert isinstance(data.train_dataloader().batch_sampler, WeightedTokenBatchSampler)
     assert not isinstance(data.val_dataloader().batch_sampler, WeightedTokenBatchSampler)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_training_loader_resumes_mid_epoch_with_the_batches_not_yet_seen(tmp_path, weighted):
+    lines = [f"{'ab'[i % 2]}\t{' '.join('xyz'[: 1 + i % 3])} w{i}" for i in range(40)]
+    write_splits(tmp_path, train=lines, val=lines[:2])
+    data = classification(tmp_path, weighted_sampling=weighted, max_tokens=24)
+    data.setup("fit")
+    loader = data.train_dataloader()
+    loader.batch_sampler.sampler.set_epoch(2)
+    epoch = [batch.indices.tolist() for batch in loader]
+    assert len(epoch) > 4
+    seen = iter(loader)
+    for _ in range(3):
+        next(seen)
+    state = loader.state_dict()  # as Lightning checkpoints it after 3 batches
+
+    resumed = data.train_dataloader()
+    resumed.batch_sampler.sampler.set_epoch(2)
+    resumed.load_state_dict(state)
+    assert [batch.indices.tolist() for batch in resumed] == epoch[3:]
+    assert [batch.indices.tolist() for batch in resumed] == epoch  # the next pass is whole again
