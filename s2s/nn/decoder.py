@@ -192,5 +192,9 @@ class RNNDecoder(nn.Module):
     def step(self, tokens: Tensor, state: DecoderState) -> Step:
         """One decoding step for previous tokens (N,)."""
         state, weights = self._advance(self.embedding(tokens), state)
-        log_probs = torch.log_softmax(self.output(state.feed).float(), dim=-1)  # (N, V)
-        return Step(log_probs, state, weights)
+        logits = self.output(state.feed).float()  # (N, V)
+        if logits.requires_grad:  # autograd has no in-place log-softmax
+            return Step(torch.log_softmax(logits, dim=-1), state, weights)
+        # In place when decoding: a beam step's (N, V) is tens of MB, and a second fresh tensor
+        # of that size costs its page faults, a tenth of a beam-5 step on CPU (bench_decode.py).
+        return Step(torch.log_softmax(logits, dim=-1, out=logits), state, weights)
