@@ -14,6 +14,8 @@ from torch import Tensor, nn
 
 AttentionType = Literal["none", "bahdanau", "luong_dot", "luong_general"]
 
+_BLOCK = 1 << 20  # elements of Bahdanau's query x key sum built at once: 4 MiB in fp32
+
 
 class Attention(nn.Module):
     """Base class: ``forward`` works for one query per row (N, Hq) or many (N, T, Hq)."""
@@ -58,11 +60,22 @@ class BahdanauAttention(Attention):
         return self.key_proj(memory)  # (N, S, A)
 
     def scores(self, query: Tensor, keys: Tensor) -> Tensor:
-        q = self.query_proj(query).unsqueeze(2)  # (N, T, 1, A)
-        # tanh(x) = 2 sigmoid(2x) - 1, computed in place on the (N, T, S, A) sum: on CPU this is
-        # several times faster than torch.tanh of it, the largest cost of a decoding step.
-        hidden = torch.add(2 * q, keys.unsqueeze(1), alpha=2).sigmoid_()  # (N, T, S, A)
-        return 2 * self.energy(hidden).squeeze(-1) - self.energy.weight.sum()  # (N, T, S)
+        q = 2 * self.query_proj(query).unsqueeze(2)  # (N, T, 1, A)
+        k = 2 * keys.unsqueeze(1)  # (N, 1, S, A)
+        # The (N, T, S, A) sum is the largest tensor of a step: built a block of rows at a time,
+        # each block stays in cache from the sum to the energy projection.
+        rows = max(1, _BLOCK // (q.size(1) * k.size(2) * q.size(3)))
+        blocks = [self._energy(qb, kb) for qb, kb in zip(q.split(rows), k.split(rows), strict=True)]
+        return torch.cat(blocks) if len(blocks) > 1 else blocks[0]  # (N, T, S)
+
+    def _energy(self, q: Tensor, k: Tensor) -> Tensor:
+        """v^T tanh(q/2 + k/2) for doubled projections ``q`` (n, T, 1, A), ``k`` (n, 1, S, A).
+
+        tanh(x) = 2 sigmoid(2x) - 1, in place on the sum: on CPU several times faster than
+        torch.tanh of it.
+        """
+        hidden = torch.add(q, k).sigmoid_()  # (n, T, S, A)
+        return 2 * self.energy(hidden).squeeze(-1) - self.energy.weight.sum()  # (n, T, S)
 
 
 class LuongDotAttention(Attention):
