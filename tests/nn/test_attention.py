@@ -69,3 +69,21 @@ def test_none_and_unknown_kinds():
     assert make_attention("none", 4, 4) is None
     with pytest.raises(ValueError, match="unknown attention 'luong'"):
         make_attention("luong", 4, 4)
+
+
+def test_bahdanau_scores_in_blocks_equal_the_whole_sum(monkeypatch):
+    """Blocks of rows (here of one or two rows) give the scores of the whole (N, T, S, A) sum,
+    with gradients, and the scores by the formula v^T tanh(W_q q + W_k k)."""
+    torch.manual_seed(0)
+    attention = make_attention("bahdanau", query_size=6, memory_size=4)
+    query, keys = torch.randn(5, 3, 6), attention.keys(torch.randn(5, 7, 4))
+    expected = attention.energy(
+        torch.tanh(attention.query_proj(query).unsqueeze(2) + keys.unsqueeze(1))
+    ).squeeze(-1)
+    whole = attention.scores(query, keys)
+    monkeypatch.setattr("s2s.nn.attention._BLOCK", 2 * 3 * 7 * 6)  # two rows a block: 3 blocks
+    blocked = attention.scores(query, keys)
+    torch.testing.assert_close(whole, expected)
+    torch.testing.assert_close(blocked, whole)
+    grads = [torch.autograd.grad(s.sum(), attention.query_proj.weight)[0] for s in (whole, blocked)]
+    torch.testing.assert_close(grads[0], grads[1])
