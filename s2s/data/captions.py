@@ -44,7 +44,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler
+from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
 from s2s.io import DataError, read_lines
 from s2s.nn.image_encoder import Preprocessing
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
@@ -448,14 +448,7 @@ class CaptionData(L.LightningDataModule):
         return CaptionDataset(examples, self.preprocessing.transform())
 
     def _loader(self, split: str, batch_size: int, *, shuffle: bool) -> DataLoader:
-        num_replicas, rank = 1, 0
-        if self.trainer is not None:
-            num_replicas, rank = self.trainer.world_size, self.trainer.global_rank
-            if num_replicas > 1 and self.trainer._accelerator_connector.use_distributed_sampler:
-                raise ValueError(
-                    "CaptionData shards its batches across devices itself, which Lightning's "
-                    "distributed sampler cannot do: set `trainer.use_distributed_sampler: false`"
-                )
+        num_replicas, rank = replicas(self.trainer, type(self).__name__)
         dataset = self.datasets[split]
         # A fixed batch size is a token budget in which every example costs 1.
         sampler = TokenBatchSampler(

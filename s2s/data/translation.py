@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from s2s.checkpoint import read_checkpoint
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler
+from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
 from s2s.io import DataError, read_lines, read_parallel
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
 
@@ -282,16 +282,7 @@ class TranslationData(L.LightningDataModule):
         )
 
     def _loader(self, split: str, max_tokens: int, *, shuffle: bool) -> DataLoader:
-        num_replicas, rank = 1, 0
-        if self.trainer is not None:
-            num_replicas, rank = self.trainer.world_size, self.trainer.global_rank
-            if num_replicas > 1 and self.trainer._accelerator_connector.use_distributed_sampler:
-                raise ValueError(
-                    "TranslationData shards its token batches across devices itself, which "
-                    "Lightning's distributed sampler cannot do: set "
-                    "`trainer.use_distributed_sampler: false` in the config "
-                    "(Trainer(use_distributed_sampler=False) in Python)"
-                )
+        num_replicas, rank = replicas(self.trainer, type(self).__name__)
         dataset = self.datasets[split]
         sampler = TokenBatchSampler(
             dataset.lengths,
