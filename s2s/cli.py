@@ -8,6 +8,7 @@ vocabulary) is skipped.
 from __future__ import annotations
 
 import lightning as L
+import torch.distributed as dist
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 from s2s.callbacks import StopOnNonFiniteLoss
@@ -36,6 +37,11 @@ class S2SCLI(LightningCLI):
 def main(args: ArgsType = None) -> None:
     """Entry point of the ``s2s`` command."""
     make_cli(args)
+    # Lightning leaves a DDP run's process group open. Left to interpreter shutdown, gloo's worker
+    # threads can abort the process (SIGABRT, "terminate called without an active exception")
+    # after a run that succeeded. Only after success: ranks that failed may not all get here.
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def make_cli(args: ArgsType = None, run: bool = True) -> S2SCLI:
