@@ -113,8 +113,11 @@ class CheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path, map_location, weights_only=weights_only is not False)
 
 
-def load_model(path: str | Path, map_location: Any = "cpu") -> L.LightningModule:
-    """The model saved in ``path``, in eval mode."""
+def load_model(
+    path: str | Path, map_location: Any = "cpu", dtype: torch.dtype | None = None
+) -> L.LightningModule:
+    """The model saved in ``path``, in eval mode; its floating-point weights cast to ``dtype``
+    when given (bfloat16 decodes faster on hardware with bfloat16 matrix products)."""
     ckpt = read_checkpoint(path, map_location)
     module_name, _, name = ckpt[CLASS_KEY].rpartition(".")
     cls = getattr(importlib.import_module(module_name), name)
@@ -127,4 +130,4 @@ def load_model(path: str | Path, map_location: Any = "cpu") -> L.LightningModule
         model = cls(**hparams)
     model.on_load_checkpoint(ckpt)
     model.load_state_dict(ckpt["state_dict"])
-    return model.to(map_location).eval()
+    return model.to(device=map_location, dtype=dtype).eval()

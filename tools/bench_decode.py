@@ -219,6 +219,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="times each round is decoded")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--bf16",
+        dest="dtype",
+        action="store_const",
+        const=torch.bfloat16,
+        default=torch.float32,
+        help="decode with bfloat16 weights, as s2s-translate --bf16",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -226,7 +234,7 @@ def main(argv: list[str] | None = None) -> None:
 
     ckpt = args.ckpt or (CKPT if CKPT.is_file() else None)
     try:
-        model = load_model(ckpt) if ckpt else random_model()
+        model = (load_model(ckpt) if ckpt else random_model()).to(args.dtype)
     except ValueError as e:
         sys.exit(f"bench_decode: {e}")
     search = model.search if args.beam is None else replace(model.search, beam_size=args.beam)
@@ -234,7 +242,10 @@ def main(argv: list[str] | None = None) -> None:
     k = search.beam_size
     params = sum(p.numel() for p in model.parameters()) / 1e6
     trained = f"trained checkpoint {ckpt}" if ckpt else f"RANDOM model of {RECIPE} (untrained)"
-    print(f"model: {trained}, {params:.2f}M parameters; {torch.get_num_threads()} threads")
+    print(
+        f"model: {trained}, {params:.2f}M parameters, {args.dtype}; "
+        f"{torch.get_num_threads()} threads"
+    )
 
     src_tok, tgt_tok = model.tokenizers["src"], model.tokenizers["tgt"]
     lines, refs = read_lines(f"{TEST}.de.gz"), read_lines(f"{TEST}.en.gz")

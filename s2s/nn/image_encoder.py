@@ -145,8 +145,8 @@ class ImageEncoder(nn.Module):
     def _probe(self, height: int, width: int) -> Tensor:
         self.backbone.eval()  # BatchNorm in training mode cannot take one 1 x 1 position
         param = next(self.backbone.parameters(), None)
-        device = param.device if param is not None else None
-        grid = self.backbone(torch.zeros(1, 3, height, width, device=device))
+        like = {} if param is None else {"device": param.device, "dtype": param.dtype}
+        grid = self.backbone(torch.zeros(1, 3, height, width, **like))
         self.train(self.training)
         if grid.dim() != 4:
             raise ValueError(

@@ -20,6 +20,7 @@ from s2s.data.captions import image_batch, load_image
 from s2s.decoding import beam_search
 from s2s.io import DataError
 from s2s.models.captioner import Captioner
+from s2s.scripts import BF16_HELP
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_overlay
 
@@ -40,6 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="folder for one picture per image: the image, then each word's attention over it",
     )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--bf16", dest="dtype", action="store_const", const=torch.bfloat16, help=BF16_HELP
+    )
     return p.parse_args(argv)
 
 
@@ -58,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        model = load_model(args.ckpt, map_location=args.device)
+        model = load_model(args.ckpt, map_location=args.device, dtype=args.dtype)
     except ValueError as e:
         sys.exit(f"s2s-caption: {e}")
     if not isinstance(model, Captioner):
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     for start in range(0, len(images), args.batch_size):
         chunk = images[start : start + args.batch_size]
         batch = image_batch([img for _, img in chunk], transform)
-        batch.images = batch.images.to(args.device)
+        batch.images = batch.images.to(args.device, next(model.parameters()).dtype)
         for i, ((path, image), nbest) in enumerate(
             zip(chunk, beam_search(model, batch, search), strict=True), start=start
         ):

@@ -16,6 +16,7 @@ from s2s.checkpoint import load_model
 from s2s.data.text_stream import make_prompts
 from s2s.decoding import SamplingConfig, sample
 from s2s.models.language_model import LanguageModel
+from s2s.scripts import BF16_HELP
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,6 +30,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--bf16", dest="dtype", action="store_const", const=torch.bfloat16, help=BF16_HELP
+    )
     return p.parse_args(argv)
 
 
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
-        model = load_model(args.ckpt, map_location=args.device)
+        model = load_model(args.ckpt, map_location=args.device, dtype=args.dtype)
     except ValueError as e:
         sys.exit(f"s2s-sample: {e}")
     if not isinstance(model, LanguageModel):

@@ -18,6 +18,7 @@ from s2s.checkpoint import load_model
 from s2s.data.translation import make_batches
 from s2s.decoding import Hypothesis, SamplingConfig, beam_search, sample
 from s2s.io import DataError, read_lines
+from s2s.scripts import BF16_HELP
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_heatmap
 
@@ -40,6 +41,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-src-len", type=int, default=250, help="longer inputs are truncated")
     p.add_argument("--attention-png", type=Path, help="write one attention heatmap per sentence")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument(
+        "--bf16", dest="dtype", action="store_const", const=torch.bfloat16, help=BF16_HELP
+    )
     return p.parse_args(argv)
 
 
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        model = load_model(args.ckpt, map_location=args.device)
+        model = load_model(args.ckpt, map_location=args.device, dtype=args.dtype)
         lines = read_lines(args.input)
     except (ValueError, DataError) as e:
         sys.exit(f"s2s-translate: {e}")

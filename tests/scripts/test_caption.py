@@ -129,6 +129,16 @@ def test_attention_pictures(run, tmp_path, capsys):
     assert picture.width > 400  # the image and one panel per word ("red left of green </s>")
 
 
+def test_bf16_captions_alike_and_draws_attention(run, tmp_path, capsys):
+    images, ckpt = run
+    out = tmp_path / "attention"
+    caption(["--ckpt", str(ckpt), "--bf16", "--attention-png", str(out), str(images)])
+    assert captions_of(capsys.readouterr().out) == [
+        (str(images / name), CAPTIONS[name]) for name in sorted(SCENES)
+    ]
+    assert len(list(out.iterdir())) == len(SCENES)
+
+
 def test_unreadable_images_are_skipped_with_exit_status_1(run, tmp_path, capsys):
     images, ckpt = run
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")

@@ -70,8 +70,9 @@ def sample(capsys, *args: str) -> list[str]:
 
 
 def test_low_temperature_continues_the_prompt(lm_ckpt, capsys):
-    out = sample(capsys, "--ckpt", str(lm_ckpt), "--prompt", "hello w", "--temperature", "0.05")
-    assert out == ["hello world"]
+    args = ["--ckpt", str(lm_ckpt), "--prompt", "hello w", "--temperature", "0.05"]
+    assert sample(capsys, *args) == ["hello world"]
+    assert sample(capsys, *args, "--bf16") == ["hello world"]
 
 
 def test_samples_are_seeded_and_one_per_line(lm_ckpt, capsys):

@@ -92,6 +92,19 @@ def test_attention_pictures(tmp_path, ckpt, input_file):
     assert all(p.read_bytes().startswith(b"\x89PNG\r\n") for p in pictures.iterdir())
 
 
+def test_bf16_loads_bfloat16_weights_and_translates_alike(tmp_path, ckpt, input_file):
+    assert {p.dtype for p in load_model(ckpt, dtype=torch.bfloat16).parameters()} == {
+        torch.bfloat16
+    }
+    args = ["--ckpt", str(ckpt), "--input", str(input_file)]
+    pictures = tmp_path / "attention"
+    bf16 = translate(tmp_path, *args, "--bf16", "--attention-png", str(pictures))
+    assert bf16 == translate(
+        tmp_path, *args
+    )  # the tiny model is confident: rounding changes nothing
+    assert len(list(pictures.iterdir())) == 4
+
+
 def bad_checkpoints(tmp_path, ckpt):
     data = ckpt.read_bytes()
     (tmp_path / "truncated.ckpt").write_bytes(data[: len(data) // 2])
