@@ -25,6 +25,8 @@ from s2s.decoding.interface import Hypothesis, StepDecoder
 from s2s.decoding.scoring import coverage_penalty, length_penalty
 from s2s.tokenizer import BOS_ID, EOS_ID
 
+_VOCAB_BLOCK = 64  # vocabulary entries per block in top_extensions
+
 
 @torch.no_grad()
 def beam_search(model: StepDecoder, batch: Any, config: SearchConfig) -> list[list[Hypothesis]]:
@@ -102,7 +104,7 @@ def _extend(log_probs: Tensor, scores: Tensor) -> tuple[Tensor, Tensor, Tensor, 
     ``w`` is the number of beams stepped per sentence: k, or 1 at the first step, where only the
     first beam is live. Returns the EOS extensions' scores (Ba, w), and the best k other
     extensions: their scores (Ba, k), the rows they extend (Ba, k) and their last tokens (Ba, k)
-    (-inf scores where there are fewer than k). Overwrites ``log_probs``.
+    (-inf scores where there are fewer than k). Overwrites ``log_probs``' EOS column.
     """
     n_sent, k = scores.shape
     n_rows, vocab = log_probs.shape
@@ -110,13 +112,46 @@ def _extend(log_probs: Tensor, scores: Tensor) -> tuple[Tensor, Tensor, Tensor, 
     scores = scores[:, :width]
     eos_scores = scores + log_probs[:, EOS_ID].view(n_sent, width)
     log_probs[:, EOS_ID] = -torch.inf
-    flat = log_probs.add_(scores.reshape(-1, 1)).view(n_sent, width * vocab)
-    if flat.size(1) < k:  # a tiny vocabulary: pad with impossible extensions
-        flat = F.pad(flat, (0, k - flat.size(1)), value=-torch.inf)
-    top_scores, top = flat.topk(k, 1)  # (Ba, k)
-    top = top.clamp(max=width * vocab - 1)  # padding extends the last row
+    top_scores, top = top_extensions(log_probs.view(n_sent, width, vocab), scores, k)
     rows = top // vocab + torch.arange(0, n_rows, width, device=top.device)[:, None]
     return eos_scores, top_scores, rows, top % vocab
+
+
+def top_extensions(log_probs: Tensor, scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Per sentence, the k best of ``scores[:, r] + log_probs[:, r, v]`` (Ba, k), best first, and
+    their indices ``r * V + v`` (Ba, k); log_probs (Ba, w, V), scores (Ba, w). Missing
+    extensions (w * V < k) score -inf at index w * V - 1.
+
+    The same as a top-k over the (Ba, w * V) sum, without building it: each row's vocabulary is
+    cut into blocks of ``_VOCAB_BLOCK``; the k best extensions lie in the k blocks of highest
+    maximum (each of those holds an extension at least as good as any outside them) or in a row's
+    last, partial block. On CPU a max per block and a top-k over k blocks take a small part of the
+    time of the full sum and top-k, which were the dearest part of a beam step outside the model.
+    """
+    n_sent, width, vocab = log_probs.shape
+    full = vocab - vocab % _VOCAB_BLOCK
+    sent = torch.arange(n_sent, device=log_probs.device)[:, None]
+    values, indices = [], []
+    if full:
+        blocks = log_probs[..., :full].unflatten(-1, (-1, _VOCAB_BLOCK))  # (Ba, w, nb, B), a view
+        n_blocks = blocks.size(2)
+        maxima = blocks.amax(-1) + scores[..., None]  # (Ba, w, nb)
+        best = maxima.flatten(1).topk(min(k, width * n_blocks), 1).indices  # (Ba, kb)
+        row, block = best // n_blocks, best % n_blocks
+        values.append((blocks[sent, row, block] + scores.gather(1, row)[..., None]).flatten(1))
+        offset = torch.arange(_VOCAB_BLOCK, device=best.device)
+        indices.append((row * vocab + block * _VOCAB_BLOCK)[..., None].add(offset).flatten(1))
+    if full < vocab:  # each row's partial block: every one is a candidate
+        values.append((log_probs[..., full:] + scores[..., None]).flatten(1))
+        row_starts = torch.arange(width, device=scores.device)[:, None] * vocab
+        tail = row_starts + torch.arange(full, vocab, device=scores.device)  # (w, V - full)
+        indices.append(tail.flatten().expand(n_sent, -1))
+    values, indices = torch.cat(values, 1), torch.cat(indices, 1)
+    if values.size(1) < k:  # a tiny vocabulary: pad with impossible extensions
+        values = F.pad(values, (0, k - values.size(1)), value=-torch.inf)
+        indices = F.pad(indices, (0, k - indices.size(1)), value=width * vocab - 1)
+    top_scores, top = values.topk(k, 1)
+    return top_scores, indices.gather(1, top)
 
 
 def _finished(

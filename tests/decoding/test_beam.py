@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from s2s.decoding import Hypothesis, SearchConfig, beam_search, greedy
+from s2s.decoding.beam import top_extensions
 from s2s.decoding.interface import StepDecoder
 from s2s.decoding.scoring import length_penalty
 from s2s.tokenizer import BOS_ID, EOS_ID, UNK_ID
@@ -159,9 +160,9 @@ def log_prob(model: StepDecoder, batch: Any, tokens: list[int]) -> float:
         {"max_len_a": 1.0, "max_len_b": 1},
     ],
 )
-@pytest.mark.parametrize("seed", [0, 1])
-def test_beam_size_one_equals_greedy(random_model, random_sources, options, seed) -> None:
-    model, make_batch = random_model(12, seed)
+@pytest.mark.parametrize(("vocab", "seed"), [(12, 0), (12, 1), (200, 0)])  # 200: 3 blocks + 8
+def test_beam_size_one_equals_greedy(random_model, random_sources, options, vocab, seed) -> None:
+    model, make_batch = random_model(vocab, seed)
     batch = make_batch(random_sources(8, 12, seed))
     beams = beam_search(model, batch, SearchConfig(beam_size=1, **options))
     compare([hyps[0] for hyps in beams], greedy(model, batch, **options))
@@ -184,10 +185,11 @@ def test_wide_beam_finds_the_exhaustive_ranking(random_model, random_sources, al
     assert [h.normalized_score for h in hyps] == pytest.approx([n for n, _ in ranked], abs=1e-5)
 
 
+@pytest.mark.parametrize("vocab", [12, 128])
 def test_a_sentence_decodes_the_same_alone_and_in_a_padded_batch(
-    random_model, random_sources
+    random_model, random_sources, vocab
 ) -> None:
-    model, make_batch = random_model(12, 0)
+    model, make_batch = random_model(vocab, 0)
     sources = random_sources(6, 12, 3)
     config = SearchConfig(
         beam_size=4,
@@ -211,3 +213,27 @@ def test_a_sentence_decodes_the_same_alone_and_in_a_padded_batch(
     greedy_batched = greedy(model, make_batch(sources), max_len_b=10)
     for src, hyp in zip(sources, greedy_batched, strict=True):
         compare([hyp], greedy(model, make_batch([src]), max_len_b=10))
+
+
+@pytest.mark.parametrize(
+    ("vocab", "width", "k"),
+    [(5, 1, 3), (5, 2, 12), (64, 3, 3), (200, 1, 5), (200, 4, 4), (256, 5, 5), (8000, 5, 5)],
+)
+def test_top_extensions_equal_the_full_top_k(vocab, width, k) -> None:
+    """Block maxima find the same k best extensions as a top-k over every sum, also with -inf
+    entries (masked tokens, dead beams) and vocabularies that are not a whole number of blocks."""
+    gen = torch.Generator().manual_seed(vocab + width + k)
+    log_probs = torch.randn(3, width, vocab, generator=gen) * 3
+    log_probs[0, :, 1:] = -torch.inf  # one finite extension per row
+    log_probs[1].view(-1)[torch.randperm(width * vocab, generator=gen)[: vocab // 2]] = -torch.inf
+    scores = -torch.rand(3, width, generator=gen) * 4
+    scores[2, -1] = -torch.inf
+    full = (scores[..., None] + log_probs).flatten(1)
+    if full.size(1) < k:
+        full = torch.nn.functional.pad(full, (0, k - full.size(1)), value=-torch.inf)
+    expected = full.topk(k, 1)
+    values, indices = top_extensions(log_probs.clone(), scores, k)
+    assert torch.equal(values, expected.values)
+    assert bool((indices < width * vocab).all())
+    finite = values > -torch.inf  # ties among -inf may pick any index
+    assert torch.equal(indices[finite], expected.indices[finite])
