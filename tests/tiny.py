@@ -137,6 +137,7 @@ def load_tool(name: str) -> ModuleType:
     """The script ``tools/{name}.py`` as a module."""
     spec = importlib.util.spec_from_file_location(name, TESTS.parent / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
