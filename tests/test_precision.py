@@ -1,5 +1,5 @@
 """``--trainer.precision bf16-mixed`` trains on CPU: the layers run in bfloat16, the loss stays
-finite. (16-mixed needs a GPU; see the README.)"""
+finite; ``bf16-true`` tests with bfloat16 weights. (16-mixed needs a GPU; see the README.)"""
 
 import math
 
@@ -34,3 +34,33 @@ def test_bf16_mixed_trains_on_cpu(tmp_path, monkeypatch):
     weights = torch.nn.utils.parameters_to_vector(cli.model.parameters())
     assert weights.dtype == torch.float32 and torch.isfinite(weights).all()  # fp32 master weights
     assert not torch.equal(weights, probe.initial)
+
+
+def test_bf16_true_test_decodes_in_bfloat16_like_float32(copy_run, tmp_path, monkeypatch):
+    """``s2s test --trainer.precision bf16-true`` (README, decoding speed): the weights are cast,
+    and the confident copy-task model translates the test set as in float32."""
+    monkeypatch.setattr("sys.argv", ["s2s"])
+    ckpt = str(copy_run / "run" / "checkpoints" / "last.ckpt")
+    hypotheses = {}
+    for precision in ("32-true", "bf16-true"):
+        save_dir = tmp_path / precision
+        cli = make_cli(
+            [
+                "test",
+                "--config",
+                str(copy_run / "config.yaml"),
+                "--ckpt_path",
+                ckpt,
+                "--trainer.precision",
+                precision,
+                "--trainer.logger.init_args.save_dir",
+                str(save_dir),
+            ]
+        )
+        assert cli.model.decoder.output.weight.dtype == (
+            torch.bfloat16 if precision == "bf16-true" else torch.float32
+        )
+        hypotheses[precision] = (
+            save_dir / "logs" / "version_0" / "test_hypotheses.txt"
+        ).read_text()
+    assert hypotheses["bf16-true"] == hypotheses["32-true"]
