@@ -13,14 +13,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from s2s.checkpoint import load_model
 from s2s.data.captions import image_batch, load_image
 from s2s.decoding import beam_search
 from s2s.io import DataError
 from s2s.models.captioner import Captioner
-from s2s.scripts import BF16_HELP
+from s2s.scripts import add_device_arguments
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_overlay
 
@@ -40,10 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="folder for one picture per image: the image, then each word's attention over it",
     )
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument(
-        "--bf16", dest="dtype", action="store_const", const=torch.bfloat16, help=BF16_HELP
-    )
+    add_device_arguments(p)
     return p.parse_args(argv)
 
 
@@ -91,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     for start in range(0, len(images), args.batch_size):
         chunk = images[start : start + args.batch_size]
         batch = image_batch([img for _, img in chunk], transform)
-        batch.images = batch.images.to(args.device, next(model.parameters()).dtype)
+        batch.images = batch.images.to(args.device, model.dtype)
         for i, ((path, image), nbest) in enumerate(
             zip(chunk, beam_search(model, batch, search), strict=True), start=start
         ):

@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
-
 from s2s.checkpoint import load_model
 from s2s.data.text_stream import make_prompts
 from s2s.decoding import SamplingConfig, sample
 from s2s.models.language_model import LanguageModel
-from s2s.scripts import BF16_HELP
+from s2s.scripts import add_device_arguments
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,10 +27,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top-k", type=int, default=0, help="sample among the k best tokens (0: all)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: all)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument(
-        "--bf16", dest="dtype", action="store_const", const=torch.bfloat16, help=BF16_HELP
-    )
+    add_device_arguments(p)
     return p.parse_args(argv)
 
 

@@ -12,13 +12,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-
 from s2s.checkpoint import load_model
 from s2s.data.translation import make_batches
 from s2s.decoding import Hypothesis, SamplingConfig, beam_search, sample
 from s2s.io import DataError, read_lines
-from s2s.scripts import BF16_HELP
+from s2s.scripts import add_device_arguments
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_heatmap
 
@@ -40,10 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-tokens", type=int, default=8000, help="tokens per batch")
     p.add_argument("--max-src-len", type=int, default=250, help="longer inputs are truncated")
     p.add_argument("--attention-png", type=Path, help="write one attention heatmap per sentence")
-    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument(
-        "--bf16", dest="dtype", action="store_const", const=torch.bfloat16, help=BF16_HELP
-    )
+    add_device_arguments(p)
     return p.parse_args(argv)
 
 

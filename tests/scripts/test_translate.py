@@ -99,9 +99,8 @@ def test_bf16_loads_bfloat16_weights_and_translates_alike(tmp_path, ckpt, input_
     args = ["--ckpt", str(ckpt), "--input", str(input_file)]
     pictures = tmp_path / "attention"
     bf16 = translate(tmp_path, *args, "--bf16", "--attention-png", str(pictures))
-    assert bf16 == translate(
-        tmp_path, *args
-    )  # the tiny model is confident: rounding changes nothing
+    # The tiny model is confident: bfloat16 rounding changes nothing.
+    assert bf16 == translate(tmp_path, *args)
     assert len(list(pictures.iterdir())) == 4
 
 
