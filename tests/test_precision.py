@@ -1,13 +1,17 @@
-"""``--trainer.precision bf16-mixed`` trains on CPU: the layers run in bfloat16, the loss stays
-finite; ``bf16-true`` tests with bfloat16 weights. (16-mixed needs a GPU; see the README.)"""
+"""``--trainer.precision bf16-mixed`` trains on CPU: the layers run in bfloat16 (the LSTM in float32
+on CPUs without bfloat16 kernels, with a warning), the loss stays finite; ``bf16-true`` tests with
+bfloat16 weights. (16-mixed needs a GPU; see the README.)"""
 
 import math
+import warnings
 
 import lightning as L
+import pytest
 import torch
 from tiny import config, write_config, write_corpus
 
 from s2s.cli import make_cli
+from s2s.nn import rnn
 
 
 class Probe(L.Callback):
@@ -22,18 +26,25 @@ class Probe(L.Callback):
         self.losses.append(float(outputs["loss"]))
 
 
-def test_bf16_mixed_trains_on_cpu(tmp_path, monkeypatch):
+@pytest.mark.parametrize("kernels", ["this CPU's", "simulated absent"])
+def test_bf16_mixed_trains_on_cpu(tmp_path, monkeypatch, kernels):
     monkeypatch.setattr("sys.argv", ["s2s"])
+    if kernels == "simulated absent":
+        monkeypatch.setattr(rnn, "cpu_has_bf16_kernels", lambda: False)
     cfg = config(tmp_path, write_corpus(tmp_path / "data"), max_steps=4, limit_val_batches=0)
     cfg["trainer"]["callbacks"] = [{"class_path": f"{__name__}.Probe"}]
     path = write_config(tmp_path / "fit.yaml", cfg)
-    cli = make_cli(["fit", "--config", str(path), "--trainer.precision", "bf16-mixed"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # as a user's run: once per place
+        cli = make_cli(["fit", "--config", str(path), "--trainer.precision", "bf16-mixed"])
     probe = next(cb for cb in cli.trainer.callbacks if isinstance(cb, Probe))
     assert len(probe.losses) == 4 and all(math.isfinite(loss) for loss in probe.losses)
     assert probe.dtypes == {torch.bfloat16}
     weights = torch.nn.utils.parameters_to_vector(cli.model.parameters())
     assert weights.dtype == torch.float32 and torch.isfinite(weights).all()  # fp32 master weights
     assert not torch.equal(weights, probe.initial)
+    warned = [w for w in caught if rnn.FLOAT32_FALLBACK_WARNING in str(w.message)]
+    assert len(warned) == (0 if rnn.cpu_has_bf16_kernels() else 1)
 
 
 def test_bf16_true_test_decodes_in_bfloat16_like_float32(copy_run, tmp_path, monkeypatch):
