@@ -1,10 +1,17 @@
 """Checkpoint files: written atomically, read with clear errors, and rebuilt into a model from the
-file alone (class, hyperparameters, weights, tokenizers)."""
+file alone (class, hyperparameters, weights, tokenizers).
+
+A checkpoint is data. It is read with ``torch.load(weights_only=True)``, so no pickled code runs,
+and every class it names (the model, and any class path in its hyperparameters) must be one of
+s2s's own (:data:`TRUSTED_CLASSES`), checked before anything is imported or built: a crafted file
+naming ``subprocess.Popen`` is refused, whichever command reads it.
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +23,25 @@ from lightning.pytorch.plugins import TorchCheckpointIO
 from s2s.tokenizer import Tokenizer
 
 CLASS_KEY = "s2s_class"  # the checkpoint entry naming the model class
+
+# s2s's models, under their full names (CLASS_KEY) and their package aliases (LightningCLI's
+# `_class_path` keeps a recipe's spelling). tests/test_checkpoint_trust.py checks it is complete.
+MODEL_CLASSES = frozenset(
+    name
+    for module, cls in [
+        ("seq2seq", "Seq2Seq"),
+        ("captioner", "Captioner"),
+        ("language_model", "LanguageModel"),
+        ("classifier", "SequenceClassifier"),
+        ("tagger", "SequenceTagger"),
+    ]
+    for name in (f"s2s.models.{module}.{cls}", f"s2s.models.{cls}")
+)
+# Everything a checkpoint may name: the models and the captioner's own class-path backbones.
+TRUSTED_CLASSES = MODEL_CLASSES | {
+    "s2s.nn.image_encoder.ConvNet",
+    "s2s.nn.image_encoder.EfficientNetLite0",
+}
 
 
 def class_path(obj: object) -> str:
@@ -59,20 +85,53 @@ class TokenizersInCheckpoint:
         }
 
 
-def read_checkpoint(
-    path: str | Path, map_location: Any = "cpu", *, weights_only: bool = True
-) -> dict[str, Any]:
-    """The checkpoint's contents; a missing, truncated or foreign file is a clear ValueError."""
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """The checkpoint's contents, read as data (``weights_only``); a missing, truncated or foreign
+    file, or one naming a class outside s2s's own, is a clear ValueError."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such checkpoint")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=weights_only)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises many types for corrupt files
         raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or CLASS_KEY not in ckpt:
         raise ValueError(f"{path}: not an s2s checkpoint (no {CLASS_KEY!r} entry)")
+    check_trusted(ckpt, path)
     return ckpt
+
+
+def check_trusted(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Refuse a checkpoint that names a class outside :data:`TRUSTED_CLASSES`: building it would
+    import and call whatever the file says."""
+    if ckpt[CLASS_KEY] not in MODEL_CLASSES:
+        raise ValueError(
+            f"{path}: refused: its model class {ckpt[CLASS_KEY]!r} is not one of s2s's models; "
+            "s2s builds nothing else from a checkpoint"
+        )
+    for key, value in _class_paths(ckpt.get("hyper_parameters", {}), "hyper_parameters"):
+        if value not in TRUSTED_CLASSES:
+            raise ValueError(
+                f"{path}: refused: {key} names {value!r}, not one of s2s's own classes; "
+                "s2s builds nothing else from a checkpoint"
+            )
+
+
+def _class_paths(node: Any, where: str) -> Iterator[tuple[str, str]]:
+    """(location, value) of every class path in a nested hyperparameter structure: any value of
+    a ``class_path`` key, and a ``backbone`` with a dot (without one it names a torchvision model,
+    looked up in torchvision's registry)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("_class_path", "class_path") or (
+                key == "backbone" and isinstance(value, str) and "." in value
+            ):
+                yield f"{where}.{key}", value
+            else:
+                yield from _class_paths(value, f"{where}.{key}")
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            yield from _class_paths(value, f"{where}[{i}]")
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
@@ -94,8 +153,9 @@ class CheckpointIO(TorchCheckpointIO):
     Lightning's own save is atomic only when the system temp folder shares the checkpoint's file
     system: it renames a file from there, which becomes an interruptible copy across file systems
     (node-local ``/tmp`` on most clusters). This one saves with :func:`save_checkpoint`, and loads
-    with :func:`read_checkpoint`'s errors naming the file where Lightning fails with a bare
-    ``KeyError`` on a foreign file. Remote URLs (``s3://``) keep Lightning's handling.
+    with :func:`read_checkpoint`: as data, s2s's classes only, with errors naming the file where
+    Lightning fails with a bare ``KeyError`` on a foreign file. Remote URLs (``s3://``) keep
+    Lightning's transfer, with the same rules.
     """
 
     def save_checkpoint(
@@ -108,9 +168,12 @@ class CheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self, path: str | Path, map_location: Any = "cpu", weights_only: bool | None = None
     ) -> dict[str, Any]:
+        # A checkpoint is data: never unpickled as code, whatever weights_only asks.
         if "://" in str(path):
-            return super().load_checkpoint(path, map_location, weights_only)
-        return read_checkpoint(path, map_location, weights_only=weights_only is not False)
+            ckpt = super().load_checkpoint(path, map_location, weights_only=True)
+            check_trusted(ckpt, path)
+            return ckpt
+        return read_checkpoint(path, map_location)
 
 
 def load_model(
@@ -118,7 +181,7 @@ def load_model(
 ) -> L.LightningModule:
     """The model saved in ``path``, in eval mode; its floating-point weights cast to ``dtype``
     when given (bfloat16 decodes faster on hardware with bfloat16 matrix products)."""
-    ckpt = read_checkpoint(path, map_location)
+    ckpt = read_checkpoint(path, map_location)  # refuses any class but s2s's own
     module_name, _, name = ckpt[CLASS_KEY].rpartition(".")
     cls = getattr(importlib.import_module(module_name), name)
     hparams = dict(ckpt["hyper_parameters"])

@@ -7,6 +7,8 @@ vocabulary) is skipped.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch.distributed as dist
 from lightning.pytorch.cli import ArgsType, LightningCLI
@@ -25,13 +27,14 @@ class S2SCLI(LightningCLI):
         parser.link_arguments("model.init_args.init_from", "data.init_args.tokenizer_from")
 
     def _parse_ckpt_path(self) -> None:
-        """LightningCLI reads the hyperparameters of ``--ckpt_path`` before anything else; a bad
-        file gets :func:`read_checkpoint`'s error, which names it."""
-        try:
-            super()._parse_ckpt_path()
-        except Exception:
-            read_checkpoint(self.config[self.config.subcommand].ckpt_path)
-            raise
+        """LightningCLI reads the hyperparameters of ``--ckpt_path`` before anything else, and
+        would import any class they name: :func:`read_checkpoint` first refuses a checkpoint
+        naming classes outside s2s's own, and names a bad file."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = subcommand and self.config[subcommand].get("ckpt_path")
+        if ckpt_path and Path(ckpt_path).is_file():
+            read_checkpoint(ckpt_path)
+        super()._parse_ckpt_path()
 
 
 def main(args: ArgsType = None) -> None:
