@@ -1,4 +1,5 @@
-"""Training callbacks that Lightning lacks: stop on a non-finite loss, freeze the encoder."""
+"""Training callbacks that Lightning lacks: stop on a non-finite loss, freeze the encoder; a
+ModelCheckpoint whose last.ckpt is always the latest state."""
 
 from __future__ import annotations
 
@@ -61,3 +62,28 @@ class FreezeEncoder(L.Callback):
         if trainer.current_epoch < self.epochs:
             for param in pl_module.encoder.parameters():
                 param.grad = None
+
+
+class ModelCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is the latest state at every save point.
+
+    With a ``monitor``, Lightning rewrites ``last.ckpt`` at the end of a validation (or training
+    epoch) only when the monitored metric improves, so resuming with ``--ckpt_path last`` after a
+    kill, or after a run ended by ``max_steps``/``max_time``, would silently go back to the last
+    improvement. This one also writes it when the metric got worse.
+    """
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def _save_last_if_behind(self, trainer: L.Trainer) -> None:
+        """Save ``last.ckpt`` unless this step was saved already (or saving is off now)."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

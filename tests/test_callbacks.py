@@ -78,3 +78,22 @@ def test_freeze_encoder_needs_an_encoder():
         FreezeEncoder(epochs=1).setup(None, L.LightningModule(), "fit")
     with pytest.raises(ValueError, match="epochs >= 1"):
         FreezeEncoder(epochs=0)
+
+
+class WorseEveryEpoch(Seq2Seq):
+    """The translator, with a validation metric that gets worse every epoch."""
+
+    def on_validation_epoch_end(self):
+        super().on_validation_epoch_end()
+        self.log("val/worse", float(self.current_epoch))
+
+
+def test_last_checkpoint_is_the_latest_state_when_the_metric_gets_worse(tmp_path):
+    cfg = config(tmp_path, write_corpus(tmp_path / "data"), max_epochs=3, num_sanity_val_steps=0)
+    cfg["model"]["class_path"] = f"{__name__}.{WorseEveryEpoch.__name__}"
+    cfg["trainer"]["callbacks"] = [
+        checkpointing(tmp_path / "ckpt", filename="best", monitor="val/worse", save_last=True)
+    ]
+    run_cli("fit", "--config", str(write_config(tmp_path / "fit.yaml", cfg)))
+    assert read_checkpoint(tmp_path / "ckpt/best.ckpt")["global_step"] == 9  # the first epoch
+    assert read_checkpoint(tmp_path / "ckpt/last.ckpt")["global_step"] == 27  # the third
