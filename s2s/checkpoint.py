@@ -3,8 +3,10 @@ file alone (class, hyperparameters, weights, tokenizers)."""
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -76,16 +78,61 @@ def read_checkpoint(
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
-    """Write ``checkpoint`` to a temporary file next to ``path``, then rename it over ``path``:
-    a run killed while saving leaves the previous file whole."""
+    """Write ``checkpoint`` to a temporary file next to ``path``, flush it to disk, then rename it
+    over ``path``: a run killed (or a machine crashed) while saving leaves the previous file whole.
+
+    Temporary files of earlier saves whose writer died are removed first (they are as large as a
+    checkpoint); a full disk is an ``OSError`` naming the file instead of a bare ``ENOSPC``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove_stale_tmp_files(path.parent)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     try:
-        torch.save(checkpoint, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: same folder, so same file system
+        _fsync_dir(path.parent)  # the rename itself survives a crash
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on device to save {path}") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_tmp_files(folder: Path) -> None:
+    """Remove ``save_checkpoint``'s temporary files in ``folder`` left by dead processes of this
+    host (another host's processes cannot be checked; POSIX only: elsewhere ``os.kill(pid, 0)``
+    signals the process)."""
+    if os.name != "posix":
+        return
+    for tmp in folder.glob(f".*.{socket.gethostname()}.*.tmp"):
+        pid = tmp.name.removesuffix(".tmp").rpartition(".")[2]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":  # folders cannot be opened elsewhere
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class CheckpointIO(TorchCheckpointIO):
