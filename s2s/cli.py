@@ -7,8 +7,13 @@ vocabulary) is skipped.
 
 from __future__ import annotations
 
+from pathlib import Path
+from pydoc import locate
+
 import lightning as L
 import torch.distributed as dist
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 from s2s.callbacks import StopOnNonFiniteLoss
@@ -24,6 +29,19 @@ class S2SCLI(LightningCLI):
         # Fine-tuning: the data is tokenized with the tokenizers of the model's checkpoint.
         parser.link_arguments("model.init_args.init_from", "data.init_args.tokenizer_from")
 
+    def before_instantiate_classes(self) -> None:
+        """``s2s fit`` into the checkpoint folder of an earlier run, without resuming it, would
+        overwrite its checkpoints: refused before anything is built (tokenizers are trained when
+        the data module is)."""
+        if self.subcommand != "fit" or self.config.fit.ckpt_path is not None:
+            return
+        for folder in checkpoint_folders(self.config.fit.trainer.callbacks or []):
+            if any(folder.glob("*.ckpt")):
+                raise SystemExit(
+                    f"s2s fit: {folder} holds the checkpoints of an earlier run; resume it with "
+                    "--ckpt_path last, or start afresh in another folder (or delete this one)"
+                )
+
     def _parse_ckpt_path(self) -> None:
         """LightningCLI reads the hyperparameters of ``--ckpt_path`` before anything else; a bad
         file gets :func:`read_checkpoint`'s error, which names it."""
@@ -32,6 +50,15 @@ class S2SCLI(LightningCLI):
         except Exception:
             read_checkpoint(self.config[self.config.subcommand].ckpt_path)
             raise
+
+
+def checkpoint_folders(callbacks: list[Namespace]) -> list[Path]:
+    """The ``dirpath`` of every ModelCheckpoint among the configs ``callbacks`` that sets one."""
+    return [
+        Path(c.init_args.dirpath)
+        for c in callbacks
+        if issubclass(locate(c.class_path), ModelCheckpoint) and c.init_args.get("dirpath")
+    ]
 
 
 def main(args: ArgsType = None) -> None:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 from tiny import (
     checkpointing,
@@ -15,6 +16,8 @@ from tiny import (
     write_config,
     write_corpus,
 )
+
+from s2s.checkpoint import read_checkpoint
 
 # 36 pairs in batches of 4. Checkpoints every 5 steps: 5 and 9 are coprime, so only the final one
 # (step 45) falls on the end of an epoch.
@@ -79,3 +82,22 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     assert resumed["state_dict"].keys() == expected["state_dict"].keys()
     for name, weight in expected["state_dict"].items():
         assert torch.equal(resumed["state_dict"][name], weight), name
+
+
+def test_a_second_fit_is_refused_and_leaves_the_first_run_whole_unless_it_resumes(tmp_path):
+    cfg = config(tmp_path, write_corpus(tmp_path / "data"), limit_val_batches=0)
+    cfg["trainer"]["callbacks"] = [checkpointing(tmp_path / "ckpt", save_last=True)]
+    path = write_config(tmp_path / "fit.yaml", cfg)
+    run_cli("fit", "--config", str(path))
+    first = {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()}
+    assert read_checkpoint(tmp_path / "ckpt/last.ckpt")["global_step"] == STEPS_PER_EPOCH
+
+    fresh_cache = tmp_path / "fresh_tokenizers"
+    message = rf"{tmp_path / 'ckpt'} holds the checkpoints of an earlier run; resume it with "
+    with pytest.raises(SystemExit, match=message + "--ckpt_path last"):
+        run_cli("fit", "--config", str(path), "--data.init_args.cache_dir", str(fresh_cache))
+    assert not fresh_cache.exists()  # refused before training tokenizers
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()} == first
+
+    run_cli("fit", "--config", str(path), "--ckpt_path", "last", "--trainer.max_epochs", "2")
+    assert read_checkpoint(tmp_path / "ckpt/last.ckpt")["global_step"] == 2 * STEPS_PER_EPOCH
