@@ -1,7 +1,10 @@
-"""Training callbacks that Lightning lacks: stop on a non-finite loss, freeze the encoder; a
-ModelCheckpoint whose last.ckpt is always the latest state."""
+"""Training callbacks that Lightning lacks: stop on a non-finite loss, random states in
+checkpoints, freeze the encoder; a ModelCheckpoint whose last.ckpt is always the latest state."""
 
 from __future__ import annotations
+
+import random
+from typing import Any
 
 import lightning as L
 import torch
@@ -31,6 +34,29 @@ class StopOnNonFiniteLoss(L.Callback):
             "usable; resume from it (--ckpt_path last) with a lower learning rate or gradient "
             "clipping"
         )
+
+
+class RandomStateInCheckpoint(L.Callback):
+    """Checkpoints carry the random number generators' states, restored on resume, so that a
+    resumed run with dropout retraces the uninterrupted one (Lightning saves none of them).
+
+    Torch's CPU generator, the current CUDA device's when there is one, and Python's ``random``;
+    not NumPy's, which s2s does not use and whose state (an array) ``torch.load(weights_only=True)``
+    refuses. Under DDP the checkpoint holds rank 0's states, which every rank gets back.
+    ``s2s`` adds it to every run.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        random.setstate(state_dict["python"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state_dict["cuda"])
 
 
 class FreezeEncoder(L.Callback):

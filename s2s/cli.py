@@ -16,7 +16,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
-from s2s.callbacks import StopOnNonFiniteLoss
+from s2s.callbacks import RandomStateInCheckpoint, StopOnNonFiniteLoss
 from s2s.checkpoint import read_checkpoint
 
 
@@ -24,6 +24,8 @@ class S2SCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # Always on, whatever callbacks a recipe lists: a NaN loss stops the run, usable.
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "stop_on_nonfinite_loss")
+        # Always on: a resumed run draws the random numbers the uninterrupted one would have.
+        parser.add_lightning_class_args(RandomStateInCheckpoint, "random_state_in_checkpoint")
         for name in ("src_vocab_size", "tgt_vocab_size", "labels"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         # Fine-tuning: the data is tokenized with the tokenizers of the model's checkpoint.

@@ -1,6 +1,6 @@
 """A training run killed with SIGKILL mid-epoch resumes with ``--ckpt_path last`` and ends exactly
-where an uninterrupted run ends: same optimizer steps, same weights (bit for bit: the tiny config
-has no dropout, so the random state Lightning does not checkpoint is never used)."""
+where an uninterrupted run ends: same optimizer steps, same weights bit for bit, with dropout (the
+random states travel in checkpoints), and the same count of tokens trained on."""
 
 import subprocess
 import sys
@@ -28,6 +28,7 @@ KILL_AT = 15  # the first checkpoint of the second epoch: resuming must restore 
 def fit_config(work, data_dir, name):
     cfg = config(work / name, data_dir, max_epochs=EPOCHS, limit_val_batches=0)
     cfg["data"]["init_args"]["cache_dir"] = str(work / "tokenizers")
+    cfg["model"]["init_args"]["dropout"] = 0.3  # draws random numbers at every step
     cfg["trainer"]["callbacks"] = [
         checkpointing(
             work / name / "ckpt",
@@ -79,6 +80,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted(tmp_path):
     run_cli("fit", "--config", str(cfg), "--ckpt_path", "last")
     resumed = torch.load(ckpt_dir / "last.ckpt", weights_only=False)
     assert resumed["global_step"] == expected["global_step"]
+    assert 0 < killed["tokens_trained"] < resumed["tokens_trained"] == expected["tokens_trained"]
     assert resumed["state_dict"].keys() == expected["state_dict"].keys()
     for name, weight in expected["state_dict"].items():
         assert torch.equal(resumed["state_dict"][name], weight), name
