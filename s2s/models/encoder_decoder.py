@@ -114,8 +114,9 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
         )
         ntokens = (target != PAD_ID).sum()
         self.log("train/loss", loss, prog_bar=True, batch_size=int(ntokens))
-        # Summed over ranks: all the tokens, not one rank's share; a resumed run goes on counting.
-        self.tokens_trained += int(self.trainer.strategy.reduce(ntokens, reduce_op="sum"))
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(ntokens)  # all the ranks' tokens, not this rank's share
+        self.tokens_trained += int(ntokens)
         self.log(
             "train/tokens",
             float(self.tokens_trained),
