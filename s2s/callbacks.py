@@ -1,6 +1,10 @@
-"""Training callbacks that Lightning lacks: stop on a non-finite loss, freeze the encoder."""
+"""Training callbacks that Lightning lacks: stop on a non-finite loss, random states in
+checkpoints, freeze the encoder; a ModelCheckpoint whose last.ckpt is always the latest state."""
 
 from __future__ import annotations
+
+import random
+from typing import Any
 
 import lightning as L
 import torch
@@ -32,6 +36,29 @@ class StopOnNonFiniteLoss(L.Callback):
         )
 
 
+class RandomStateInCheckpoint(L.Callback):
+    """Checkpoints carry the random number generators' states, restored on resume, so that a
+    resumed run with dropout retraces the uninterrupted one (Lightning saves none of them).
+
+    Torch's CPU generator, the current CUDA device's when there is one, and Python's ``random``;
+    not NumPy's, which s2s does not use and whose state (an array) ``torch.load(weights_only=True)``
+    refuses. Under DDP the checkpoint holds rank 0's states, which every rank gets back.
+    ``s2s`` adds it to every run.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["torch"])
+        random.setstate(state_dict["python"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state(state_dict["cuda"])
+
+
 class FreezeEncoder(L.Callback):
     """Keep the model's ``encoder`` fixed for the first ``epochs`` epochs (fine-tuning: let a new
     decoder-side task settle before the encoder adapts).
@@ -61,3 +88,28 @@ class FreezeEncoder(L.Callback):
         if trainer.current_epoch < self.epochs:
             for param in pl_module.encoder.parameters():
                 param.grad = None
+
+
+class ModelCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` whose ``last.ckpt`` is the latest state at every save point.
+
+    With a ``monitor``, Lightning rewrites ``last.ckpt`` at the end of a validation (or training
+    epoch) only when the monitored metric improves, so resuming with ``--ckpt_path last`` after a
+    kill, or after a run ended by ``max_steps``/``max_time``, would silently go back to the last
+    improvement. This one also writes it when the metric got worse.
+    """
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def _save_last_if_behind(self, trainer: L.Trainer) -> None:
+        """Save ``last.ckpt`` unless this step was saved already (or saving is off now)."""
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

@@ -3,14 +3,16 @@ file alone (class, hyperparameters, weights, tokenizers).
 
 A checkpoint is data. It is read with ``torch.load(weights_only=True)``, so no pickled code runs,
 and every class it names (the model, and any class path in its hyperparameters) must be one of
-s2s's own (:data:`TRUSTED_CLASSES`), checked before anything is imported or built: a crafted file
-naming ``subprocess.Popen`` is refused, whichever command reads it.
+s2s's own (:data:`MODEL_CLASSES`, :data:`BACKBONE_CLASSES`), checked before anything is
+imported: a crafted file naming ``subprocess.Popen`` is refused, whichever command reads it.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,11 +39,10 @@ MODEL_CLASSES = frozenset(
     ]
     for name in (f"s2s.models.{module}.{cls}", f"s2s.models.{cls}")
 )
-# Everything a checkpoint may name: the models and the captioner's own class-path backbones.
-TRUSTED_CLASSES = MODEL_CLASSES | {
-    "s2s.nn.image_encoder.ConvNet",
-    "s2s.nn.image_encoder.EfficientNetLite0",
-}
+# The captioner's own class-path backbones: with the models, all that a checkpoint may name.
+BACKBONE_CLASSES = frozenset(
+    {"s2s.nn.image_encoder.ConvNet", "s2s.nn.image_encoder.EfficientNetLite0"}
+)
 
 
 def class_path(obj: object) -> str:
@@ -102,15 +103,15 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
 
 
 def check_trusted(ckpt: dict[str, Any], path: str | Path) -> None:
-    """Refuse a checkpoint that names a class outside :data:`TRUSTED_CLASSES`: building it would
-    import and call whatever the file says."""
+    """Refuse a checkpoint that names a class outside s2s's models and backbones: building it
+    would import and call whatever the file says."""
     if ckpt[CLASS_KEY] not in MODEL_CLASSES:
         raise ValueError(
             f"{path}: refused: its model class {ckpt[CLASS_KEY]!r} is not one of s2s's models; "
             "s2s builds nothing else from a checkpoint"
         )
     for key, value in _class_paths(ckpt.get("hyper_parameters", {}), "hyper_parameters"):
-        if value not in TRUSTED_CLASSES:
+        if value not in MODEL_CLASSES | BACKBONE_CLASSES:
             raise ValueError(
                 f"{path}: refused: {key} names {value!r}, not one of s2s's own classes; "
                 "s2s builds nothing else from a checkpoint"
@@ -135,16 +136,61 @@ def _class_paths(node: Any, where: str) -> Iterator[tuple[str, str]]:
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
-    """Write ``checkpoint`` to a temporary file next to ``path``, then rename it over ``path``:
-    a run killed while saving leaves the previous file whole."""
+    """Write ``checkpoint`` to a temporary file next to ``path``, flush it to disk, then rename it
+    over ``path``: a run killed (or a machine crashed) while saving leaves the previous file whole.
+
+    Temporary files of earlier saves whose writer died are removed first (they are as large as a
+    checkpoint); a full disk is an ``OSError`` naming the file instead of a bare ``ENOSPC``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    _remove_stale_tmp_files(path.parent)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     try:
-        torch.save(checkpoint, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)  # atomic: same folder, so same file system
+        _fsync_dir(path.parent)  # the rename itself survives a crash
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"no space left on device to save {path}") from None
+        raise
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _remove_stale_tmp_files(folder: Path) -> None:
+    """Remove ``save_checkpoint``'s temporary files in ``folder`` left by dead processes of this
+    host (another host's processes cannot be checked; POSIX only: elsewhere ``os.kill(pid, 0)``
+    signals the process)."""
+    if os.name != "posix":
+        return
+    for tmp in folder.glob(f".*.{socket.gethostname()}.*.tmp"):
+        pid = tmp.name.removesuffix(".tmp").rpartition(".")[2]
+        if pid.isdigit() and not _process_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":  # folders cannot be opened elsewhere
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class CheckpointIO(TorchCheckpointIO):

@@ -8,12 +8,15 @@ vocabulary) is skipped.
 from __future__ import annotations
 
 from pathlib import Path
+from pydoc import locate
 
 import lightning as L
 import torch.distributed as dist
+from jsonargparse import Namespace
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
-from s2s.callbacks import StopOnNonFiniteLoss
+from s2s.callbacks import RandomStateInCheckpoint, StopOnNonFiniteLoss
 from s2s.checkpoint import read_checkpoint
 
 
@@ -21,10 +24,25 @@ class S2SCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         # Always on, whatever callbacks a recipe lists: a NaN loss stops the run, usable.
         parser.add_lightning_class_args(StopOnNonFiniteLoss, "stop_on_nonfinite_loss")
+        # Always on: a resumed run draws the random numbers the uninterrupted one would have.
+        parser.add_lightning_class_args(RandomStateInCheckpoint, "random_state_in_checkpoint")
         for name in ("src_vocab_size", "tgt_vocab_size", "labels"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         # Fine-tuning: the data is tokenized with the tokenizers of the model's checkpoint.
         parser.link_arguments("model.init_args.init_from", "data.init_args.tokenizer_from")
+
+    def before_instantiate_classes(self) -> None:
+        """``s2s fit`` into the checkpoint folder of an earlier run, without resuming it, would
+        overwrite its checkpoints: refused before anything is built (tokenizers are trained when
+        the data module is)."""
+        if self.subcommand != "fit" or self.config.fit.ckpt_path is not None:
+            return
+        for folder in checkpoint_folders(self.config.fit.trainer.callbacks or []):
+            if any(folder.glob("*.ckpt")):
+                raise SystemExit(
+                    f"s2s fit: {folder} holds the checkpoints of an earlier run; resume it with "
+                    "--ckpt_path last, or start afresh in another folder (or delete this one)"
+                )
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI reads the hyperparameters of ``--ckpt_path`` before anything else, and
@@ -35,6 +53,15 @@ class S2SCLI(LightningCLI):
         if ckpt_path and Path(ckpt_path).is_file():
             read_checkpoint(ckpt_path)
         super()._parse_ckpt_path()
+
+
+def checkpoint_folders(callbacks: list[Namespace]) -> list[Path]:
+    """The ``dirpath`` of every ModelCheckpoint among the configs ``callbacks`` that sets one."""
+    return [
+        Path(c.init_args.dirpath)
+        for c in callbacks
+        if issubclass(locate(c.class_path), ModelCheckpoint) and c.init_args.get("dirpath")
+    ]
 
 
 def main(args: ArgsType = None) -> None:

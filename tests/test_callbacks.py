@@ -4,7 +4,7 @@ import torch
 from tiny import checkpointing, config, run_cli, write_config, write_corpus
 
 from s2s.callbacks import FreezeEncoder
-from s2s.checkpoint import load_model, read_checkpoint
+from s2s.checkpoint import MODEL_CLASSES, load_model, read_checkpoint
 from s2s.data import TranslationData
 from s2s.models import Seq2Seq
 
@@ -17,6 +17,13 @@ class NaNLossAtStep3(Seq2Seq):
     def training_step(self, batch, batch_idx):
         loss = super().training_step(batch, batch_idx)
         return loss * float("nan") if self.global_step == BAD_STEP else loss
+
+
+@pytest.fixture(autouse=True)
+def trust_these_models(monkeypatch):
+    """This file's Seq2Seq subclasses may be read from checkpoints (README: trust model)."""
+    ours = {f"{__name__}.{c.__name__}" for c in (NaNLossAtStep3, WorseEveryEpoch)}
+    monkeypatch.setattr("s2s.checkpoint.MODEL_CLASSES", MODEL_CLASSES | ours)
 
 
 def test_nan_loss_stops_the_run_clearly_and_the_last_checkpoint_resumes(tmp_path):
@@ -78,3 +85,22 @@ def test_freeze_encoder_needs_an_encoder():
         FreezeEncoder(epochs=1).setup(None, L.LightningModule(), "fit")
     with pytest.raises(ValueError, match="epochs >= 1"):
         FreezeEncoder(epochs=0)
+
+
+class WorseEveryEpoch(Seq2Seq):
+    """The translator, with a validation metric that gets worse every epoch."""
+
+    def on_validation_epoch_end(self):
+        super().on_validation_epoch_end()
+        self.log("val/worse", float(self.current_epoch))
+
+
+def test_last_checkpoint_is_the_latest_state_when_the_metric_gets_worse(tmp_path):
+    cfg = config(tmp_path, write_corpus(tmp_path / "data"), max_epochs=3, num_sanity_val_steps=0)
+    cfg["model"]["class_path"] = f"{__name__}.{WorseEveryEpoch.__name__}"
+    cfg["trainer"]["callbacks"] = [
+        checkpointing(tmp_path / "ckpt", filename="best", monitor="val/worse", save_last=True)
+    ]
+    run_cli("fit", "--config", str(write_config(tmp_path / "fit.yaml", cfg)))
+    assert read_checkpoint(tmp_path / "ckpt/best.ckpt")["global_step"] == 9  # the first epoch
+    assert read_checkpoint(tmp_path / "ckpt/last.ckpt")["global_step"] == 27  # the third

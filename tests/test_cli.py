@@ -57,6 +57,9 @@ def test_every_recipe_parses(recipe, capsys):
     parsed = yaml.safe_load(capsys.readouterr().out)
     assert parsed["model"]["class_path"] == config["model"]["class_path"]
     assert parsed["data"]["class_path"] == config["data"]["class_path"]
+    # last.ckpt is the latest state, not the last improvement of the monitored metric.
+    saving_last = [c for c in parsed["trainer"]["callbacks"] if c["init_args"].get("save_last")]
+    assert [c["class_path"] for c in saving_last] == ["s2s.callbacks.ModelCheckpoint"]
 
 
 @pytest.mark.parametrize("recipe", TRANSLATION_RECIPES, ids=lambda p: p.stem)

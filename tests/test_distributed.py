@@ -78,7 +78,8 @@ def test_each_rank_trains_on_a_disjoint_share_of_every_epoch(ddp_fit):
     data = TranslationData(**cfg["data"]["init_args"])
     data.setup("fit")
     tokens = sum(len(ex.tgt) + 1 for ex in data.datasets["train"])  # targets and EOS
-    assert logged(work, "train/tokens") == [tokens] * EPOCHS  # both ranks' shares
+    # Both ranks' shares, counted from the start of the run.
+    assert logged(work, "train/tokens") == [tokens * (epoch + 1) for epoch in range(EPOCHS)]
 
 
 def test_validation_covers_the_split_once_and_bleu_equals_single_process(ddp_fit, tmp_path):

@@ -92,9 +92,9 @@ def config(work: Path, data_dir: Path, **trainer: Any) -> dict[str, Any]:
 
 
 def checkpointing(dirpath: Path, **kwargs: Any) -> dict[str, Any]:
-    """A ModelCheckpoint callback entry for ``config(..., callbacks=[...])``."""
+    """An s2s ModelCheckpoint callback entry for ``config(..., callbacks=[...])``."""
     return {
-        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+        "class_path": "s2s.callbacks.ModelCheckpoint",
         "init_args": {"dirpath": str(dirpath), "enable_version_counter": False, **kwargs},
     }
 

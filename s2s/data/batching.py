@@ -11,6 +11,7 @@ import random
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
@@ -140,12 +141,18 @@ class ResumableDataLoader(DataLoader):
     how many of its batches this loader has yielded, so the restarted epoch goes on with the
     batches not yet trained on; a plain DataLoader would start the epoch again from its first
     batch (Lightning counts the batches done, not which ones).
+
+    Starting an epoch draws nothing from torch's global generator, which dropout uses: a plain
+    DataLoader draws its workers' base seed there, once more in a resumed run than in the
+    uninterrupted one. Here the base seed comes from the global seed and the epoch.
     """
 
     batch_sampler: EpochBatches
 
     def __init__(self, dataset: Dataset, batch_sampler: EpochBatches, **kwargs: Any) -> None:
-        super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+        super().__init__(
+            dataset, batch_sampler=batch_sampler, generator=torch.Generator(), **kwargs
+        )
         self._position = (batch_sampler.epoch, 0)  # (epoch, batches of it yielded)
         self._resume_at: tuple[int, int] | None = None
 
@@ -163,6 +170,7 @@ class ResumableDataLoader(DataLoader):
         self._resume_at = None
         self.batch_sampler.start = start
         self._position = (epoch, start)
+        self.generator.manual_seed(torch.initial_seed() + epoch)
         for n, batch in enumerate(super().__iter__(), start=start + 1):
             self._position = (epoch, n)
             yield batch

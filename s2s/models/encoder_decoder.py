@@ -66,6 +66,9 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
         self.init_from = init_from
         self._decoded: list[_Decoded] = []
         self._nll = torch.zeros(2)  # summed validation NLL, target tokens
+        # Target tokens these weights were trained on, all ranks: checkpointed, so a resumed (or
+        # fine-tuned) run goes on counting.
+        self.tokens_trained = 0
 
     # --- the model
     def encode(self, batch: Any) -> EncoderOutput:
@@ -109,21 +112,30 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
             ignore_index=PAD_ID,
             label_smoothing=self.label_smoothing,
         )
-        ntokens = int((target != PAD_ID).sum())
-        self.log("train/loss", loss, prog_bar=True, batch_size=ntokens)
-        # Summed over ranks too (sync_dist): the epoch's tokens, not one rank's share.
+        ntokens = (target != PAD_ID).sum()
+        self.log("train/loss", loss, prog_bar=True, batch_size=int(ntokens))
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(ntokens)  # all the ranks' tokens, not this rank's share
+        self.tokens_trained += int(ntokens)
         self.log(
             "train/tokens",
-            float(ntokens),
-            reduce_fx="sum",
+            float(self.tokens_trained),
             on_step=False,
             on_epoch=True,
-            sync_dist=True,
+            reduce_fx="max",
         )
         return loss + self.attention_penalty(attention, target != PAD_ID)
 
     def configure_optimizers(self):
         return configure_optimizers(self.parameters(), self.optim)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["tokens_trained"] = self.tokens_trained
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.tokens_trained = checkpoint.get("tokens_trained", 0)
 
     # --- evaluation
     def validation_step(self, batch: Any, batch_idx: int) -> None:
