@@ -13,12 +13,11 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from s2s.checkpoint import load_model
 from s2s.data.captions import image_batch, load_image
 from s2s.decoding import beam_search
 from s2s.io import DataError
 from s2s.models.captioner import Captioner
-from s2s.scripts import add_device_arguments
+from s2s.scripts import add_device_arguments, load_model_of_type
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_overlay
 
@@ -56,12 +55,7 @@ def image_files(paths: list[Path]) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        model = load_model(args.ckpt, map_location=args.device, dtype=args.dtype)
-    except ValueError as e:
-        sys.exit(f"s2s-caption: {e}")
-    if not isinstance(model, Captioner):
-        sys.exit(f"s2s-caption: {args.ckpt} is a {type(model).__name__}, not a Captioner")
+    model = load_model_of_type(args, Captioner, "s2s-caption")
     if args.attention_png and model.decoder.attention is None:
         sys.exit("s2s-caption: this model has no attention to draw (attention: none)")
     search = model.search

@@ -15,12 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from s2s.checkpoint import load_model
 from s2s.data.translation import TranslationBatch, make_batches
 from s2s.decoding import Hypothesis, SamplingConfig, SearchConfig, beam_search, sample
 from s2s.io import DataError, read_lines
 from s2s.models.seq2seq import Seq2Seq
-from s2s.scripts import add_device_arguments
+from s2s.scripts import add_device_arguments, load_model_of_type
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_heatmap
 
@@ -51,10 +50,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    model = load_model_of_type(args, Seq2Seq, "s2s-translate")
     try:
-        model = load_model(args.ckpt, map_location=args.device, dtype=args.dtype)
         lines = read_lines(args.input)
-    except (ValueError, DataError) as e:
+    except DataError as e:
         sys.exit(f"s2s-translate: {e}")
     if args.attention_png and model.decoder.attention is None:
         sys.exit("s2s-translate: this model has no attention to draw")

@@ -9,6 +9,7 @@ from PIL import Image
 
 from s2s.cli import main as s2s_main
 from s2s.scripts.caption import main as caption
+from s2s.scripts.translate import main as translate
 
 # Left half and right half in two colours; the caption names them left to right.
 SCENES = {"rg.png": ("red", "green"), "gr.png": ("green", "red"), "by.png": ("blue", "yellow")}
@@ -154,3 +155,17 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "x.ckpt").write_text("nope")
     with pytest.raises(SystemExit, match="not a readable checkpoint"):
         caption(["--ckpt", str(tmp_path / "x.ckpt"), str(tmp_path)])
+
+
+def test_translate_refuses_a_captioner(run, tmp_path):
+    _, ckpt = run
+    with pytest.raises(SystemExit) as exit_info:
+        translate(["--ckpt", str(ckpt), "--input", str(tmp_path / "unread.txt")])
+    assert exit_info.value.code == f"s2s-translate: {ckpt} holds a Captioner, not a Seq2Seq"
+
+
+def test_a_translator_checkpoint_is_refused(copy_run, tmp_path):
+    ckpt = copy_run / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(SystemExit) as exit_info:
+        caption(["--ckpt", str(ckpt), str(tmp_path)])
+    assert exit_info.value.code == f"s2s-caption: {ckpt} holds a Seq2Seq, not a Captioner"
