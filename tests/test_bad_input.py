@@ -31,6 +31,9 @@ def break_train_split(data, case):
         de.write_text(" \n\t\n"), en.write_text("\n \n")
     elif case == "invalid utf-8":
         de.write_bytes(de.read_bytes().replace("große".encode(), b"gro\xdfe", 1))
+    elif case == "CR-only line endings":  # each file one line, over the tokenizer's limit
+        for path in (de, en):
+            path.write_bytes(path.read_bytes().replace(b"\n", b"\r") * 4)
     elif case == "corrupt gzip":
         write_corrupt_gzip(data / "train.de.gz", de.read_bytes())
         de.unlink()
@@ -50,6 +53,7 @@ def write_corrupt_gzip(path, data):
         ("empty", r"train\.de, .*train\.en: no text to train a tokenizer on"),
         ("blank", r"train\.de, .*train\.en: no text to train a tokenizer on"),
         ("invalid utf-8", r"train\.de:4: invalid UTF-8 \(byte 7: invalid continuation byte\)"),
+        ("CR-only line endings", r"train\.de, .*train\.en: every line is longer than 4192 bytes"),
         (
             "corrupt gzip",
             r"train\.de\.gz: cannot read \(Error -3 while decompressing data: invalid block type\)",
