@@ -403,21 +403,21 @@ class CaptionData(L.LightningDataModule):
     @cached_property
     def tgt_tokenizer(self) -> Tokenizer:
         """Trained on the training captions on first use, or loaded from the cache."""
+        captions = [c + "\n" for item in self._train_items for c in item.captions]
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # Tokenizer.train reads files and keys its cache by their content.
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=self.cache_dir, suffix=".txt", delete=False
-        ) as f:
-            f.writelines(c + "\n" for item in self._train_items for c in item.captions)
+        fd, path = tempfile.mkstemp(dir=self.cache_dir, suffix=".txt")
         try:
+            with open(fd, "w", encoding="utf-8") as f:
+                f.writelines(captions)
             return Tokenizer.train(
-                [f.name],
+                [path],
                 vocab_size=self.vocab_size,
                 model_type=self.tokenizer_type,
                 cache_dir=self.cache_dir,
             )
         finally:
-            os.unlink(f.name)
+            os.unlink(path)  # also when reading or training fails
 
     @property
     def tgt_vocab_size(self) -> int:

@@ -329,3 +329,11 @@ def test_missing_test_split_is_a_clear_error(tmp_path, images):
     dm.sources["test"] = None
     with pytest.raises(DataError, match=r"no test split configured \(data\.test\)"):
         dm.setup("test")
+
+
+def test_a_failed_annotation_read_leaves_no_temporary_file(tmp_path, images):
+    dm = tsv_data(tmp_path, images)
+    dm.sources["train"].file.write_text("a.png no tab\n")
+    with pytest.raises(DataError, match=r"c\.tsv:1: expected 'image<TAB>caption', found no tab"):
+        dm.tgt_tokenizer  # noqa: B018 (reads the annotations, then trains)
+    assert list((tmp_path / "cache").glob("*")) == []
