@@ -105,6 +105,22 @@ def test_bad_config_fails_before_any_work(section, key, value, message, tmp_path
     assert not (tmp_path / "run").exists()  # no tokenizer trained, no run folder
 
 
+@pytest.mark.parametrize("how", ["config", "flag"])
+def test_constructor_checks_fail_in_one_line_before_any_work(how, tmp_path, capsys):
+    cfg = config(tmp_path / "run", write_corpus(tmp_path / "data"))
+    flags = ["--model.init_args.label_smoothing", "1.5"] if how == "flag" else []
+    if how == "config":
+        cfg["model"]["init_args"]["label_smoothing"] = 1.5
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", str(write_config(tmp_path / "fit.yaml", cfg)), *flags)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "s2s: model s2s.models.Seq2Seq: "
+        "need 0 <= label_smoothing < 1 and 0 < teacher_forcing_ratio <= 1"
+    )
+    assert not (tmp_path / "run").exists()  # no tokenizer trained, no run folder
+
+
 # --- checkpoints given to the s2s command
 
 
