@@ -1,7 +1,8 @@
 """Translate text with a trained s2s checkpoint, one sentence per line (stdin to stdout by default).
 
 Every input line gives exactly one output line (an empty line gives an empty line); with
-``--n-best N`` each input line gives N consecutive lines, best first.
+``--n-best N`` each input line gives N consecutive lines, best first. Outputs are written and
+flushed batch by batch, in input order, so an interrupted run keeps the lines it finished.
 """
 
 from __future__ import annotations
