@@ -7,17 +7,21 @@ vocabulary) is skipped.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from pydoc import locate
 
 import lightning as L
 import torch.distributed as dist
-from jsonargparse import Namespace
+from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
 
 from s2s.callbacks import RandomStateInCheckpoint, StopOnNonFiniteLoss
 from s2s.checkpoint import read_checkpoint
+
+# Stand-ins for the values linked from the data module when the model is built before it.
+LINKED_PLACEHOLDERS = {"src_vocab_size": 300, "tgt_vocab_size": 300, "labels": ["a", "b"]}
 
 
 class S2SCLI(LightningCLI):
@@ -44,6 +48,20 @@ class S2SCLI(LightningCLI):
                     "--ckpt_path last, or start afresh in another folder (or delete this one)"
                 )
 
+    def instantiate_classes(self) -> None:
+        """Check the data module's and the model's constructor arguments first, by building each
+        once alone (the model with :data:`LINKED_PLACEHOLDERS`), so that a bad value is one line on
+        stderr with exit status 2, as jsonargparse's type errors are, and comes before the data
+        module trains tokenizers for the linked vocabulary sizes."""
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        model = cfg.model.clone()
+        for name, value in LINKED_PLACEHOLDERS.items():
+            if name in model.init_args and model.init_args[name] is None:
+                model.init_args[name] = value
+        _check_constructor("data", L.LightningDataModule, cfg.data)
+        _check_constructor("model", L.LightningModule, model)
+        super().instantiate_classes()
+
     def _parse_ckpt_path(self) -> None:
         """LightningCLI reads the hyperparameters of ``--ckpt_path`` before anything else, and
         would import any class they name: :func:`read_checkpoint` first refuses a checkpoint
@@ -62,6 +80,20 @@ def checkpoint_folders(callbacks: list[Namespace]) -> list[Path]:
         for c in callbacks
         if issubclass(locate(c.class_path), ModelCheckpoint) and c.init_args.get("dirpath")
     ]
+
+
+def _check_constructor(group: str, base: type, value: Namespace) -> None:
+    """Build ``value`` (``class_path``, ``init_args``) once; exit with its error on one line."""
+    parser = ArgumentParser()
+    parser.add_subclass_arguments(base, group)
+    try:
+        parser.instantiate(Namespace({group: value}))
+    except Exception as e:  # jsonargparse wraps the constructor's error: report that one
+        while e.__cause__ is not None:
+            e = e.__cause__
+        message = str(e) if isinstance(e, ValueError) and str(e) else f"{type(e).__name__}: {e}"
+        print(f"s2s: {group} {value.class_path}: {message}", file=sys.stderr)
+        sys.exit(2)
 
 
 def main(args: ArgsType = None) -> None:

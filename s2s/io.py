@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import sys
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def read_lines(path: str | Path) -> list[str]:
     try:
         with opener(path, "rb") as f:
             return decode_lines(f, str(path))
-    except (OSError, EOFError) as e:  # truncated or corrupt gzip
+    except (OSError, EOFError, zlib.error) as e:  # truncated or corrupt gzip
         raise DataError(f"{path}: cannot read ({e})") from None
 
 

@@ -23,6 +23,7 @@ from s2s.io import DataError, read_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_IDS = frozenset((PAD_ID, UNK_ID, BOS_ID, EOS_ID))
+MAX_SENTENCE_BYTES = 4192  # SentencePiece's default: longer training lines are skipped
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ class Tokenizer:
             sentences = _lines(files)
             first = next(sentences, None)  # SentencePiece fails obscurely on no text
             if first is None:
-                raise DataError(f"{', '.join(map(str, files))}: no text to train a tokenizer on")
+                raise _no_sentences(files)
             tok = cls(_train_proto(itertools.chain([first], sentences), **options))
             tok.save(cache)
         return tok
@@ -119,8 +120,25 @@ class Tokenizer:
 
 
 def _lines(files: Sequence[str | Path]) -> Iterable[str]:
+    """The non-blank lines of ``files`` that SentencePiece trains on (not over its length limit)."""
     for f in files:
-        yield from (line for line in read_lines(f) if line.strip())
+        yield from (line for line in read_lines(f) if line.strip() and _fits(line))
+
+
+def _fits(line: str) -> bool:
+    return len(line.encode("utf-8")) <= MAX_SENTENCE_BYTES
+
+
+def _no_sentences(files: Sequence[str | Path]) -> DataError:
+    """Why ``files`` give no training sentence: no text, or only over-long lines."""
+    names = ", ".join(map(str, files))
+    if not any(line.strip() for f in files for line in read_lines(f)):
+        return DataError(f"{names}: no text to train a tokenizer on")
+    return DataError(
+        f"{names}: every line is longer than {MAX_SENTENCE_BYTES} bytes, the "
+        "tokenizer's sentence limit: text must be one sentence a line (files with CR-only "
+        "line endings read as one line)"
+    )
 
 
 def _train_proto(
@@ -139,6 +157,7 @@ def _train_proto(
         eos_id=EOS_ID,
         byte_fallback=True,
         hard_vocab_limit=False,
+        max_sentence_length=MAX_SENTENCE_BYTES,
         num_threads=os.cpu_count() or 1,
         minloglevel=2,
     )

@@ -3,6 +3,7 @@ logged skip; never a crash deep in a stack. The data module's own checks are in
 tests/data/test_translation.py and the translate script's checkpoint errors in
 tests/scripts/test_translate.py; these go through the ``s2s`` command and the translate script."""
 
+import gzip
 import logging
 import re
 
@@ -30,6 +31,18 @@ def break_train_split(data, case):
         de.write_text(" \n\t\n"), en.write_text("\n \n")
     elif case == "invalid utf-8":
         de.write_bytes(de.read_bytes().replace("große".encode(), b"gro\xdfe", 1))
+    elif case == "CR-only line endings":  # each file one line, over the tokenizer's limit
+        for path in (de, en):
+            path.write_bytes(path.read_bytes().replace(b"\n", b"\r") * 4)
+    elif case == "corrupt gzip":
+        write_corrupt_gzip(data / "train.de.gz", de.read_bytes())
+        de.unlink()
+
+
+def write_corrupt_gzip(path, data):
+    """A complete gzip file of ``data`` whose compressed blocks are damaged (not truncated)."""
+    compressed = gzip.compress(data)
+    path.write_bytes(compressed[:10] + b"\xff" * 8 + compressed[18:])
 
 
 @pytest.mark.parametrize(
@@ -40,6 +53,11 @@ def break_train_split(data, case):
         ("empty", r"train\.de, .*train\.en: no text to train a tokenizer on"),
         ("blank", r"train\.de, .*train\.en: no text to train a tokenizer on"),
         ("invalid utf-8", r"train\.de:4: invalid UTF-8 \(byte 7: invalid continuation byte\)"),
+        ("CR-only line endings", r"train\.de, .*train\.en: every line is longer than 4192 bytes"),
+        (
+            "corrupt gzip",
+            r"train\.de\.gz: cannot read \(Error -3 while decompressing data: invalid block type\)",
+        ),
     ],
 )
 def test_fit_on_bad_parallel_files(case, message, tmp_path):
@@ -84,6 +102,22 @@ def test_bad_config_fails_before_any_work(section, key, value, message, tmp_path
         run_cli("fit", "--config", str(write_config(tmp_path / "fit.yaml", cfg)))
     assert exit_info.value.code == 2
     assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()  # no tokenizer trained, no run folder
+
+
+@pytest.mark.parametrize("how", ["config", "flag"])
+def test_constructor_checks_fail_in_one_line_before_any_work(how, tmp_path, capsys):
+    cfg = config(tmp_path / "run", write_corpus(tmp_path / "data"))
+    flags = ["--model.init_args.label_smoothing", "1.5"] if how == "flag" else []
+    if how == "config":
+        cfg["model"]["init_args"]["label_smoothing"] = 1.5
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "--config", str(write_config(tmp_path / "fit.yaml", cfg)), *flags)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "s2s: model s2s.models.Seq2Seq: "
+        "need 0 <= label_smoothing < 1 and 0 < teacher_forcing_ratio <= 1"
+    )
     assert not (tmp_path / "run").exists()  # no tokenizer trained, no run folder
 
 
@@ -139,3 +173,13 @@ def test_translate_invalid_utf8_names_the_line(copy_run, tmp_path):
     src.write_bytes(b"a b\nc \xff d\n")
     with pytest.raises(SystemExit, match=rf"s2s-translate: {src}:2: invalid UTF-8"):
         translate(["--ckpt", str(copy_run / "run/checkpoints/last.ckpt"), "--input", str(src)])
+
+
+def test_translate_corrupt_gzip_names_the_file(copy_run, tmp_path):
+    src = tmp_path / "input.txt.gz"
+    write_corrupt_gzip(src, b"a b c\n" * 50)
+    with pytest.raises(SystemExit) as exit_info:
+        translate(["--ckpt", str(copy_run / "run/checkpoints/last.ckpt"), "--input", str(src)])
+    assert exit_info.value.code == (
+        f"s2s-translate: {src}: cannot read (Error -3 while decompressing data: invalid block type)"
+    )

@@ -4,6 +4,7 @@ import pytest
 import sentencepiece as spm
 
 import s2s.tokenizer
+from s2s.io import DataError
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
 
 TEXT = [
@@ -111,3 +112,15 @@ def test_other_special_ids_raise(corpus):
     )
     with pytest.raises(ValueError, match="special ids"):
         Tokenizer(model.getvalue())
+
+
+def test_only_overlong_lines_is_a_clear_error(tmp_path):
+    """CR-only line endings make a file one line, longer than SentencePiece's sentence limit."""
+    path = tmp_path / "train.txt"
+    path.write_text("\r".join(TEXT * 100), encoding="utf-8", newline="")
+    with pytest.raises(DataError) as error:
+        Tokenizer.train([path], vocab_size=VOCAB, cache_dir=tmp_path / "cache")
+    assert str(error.value) == (
+        f"{path}: every line is longer than 4192 bytes, the tokenizer's sentence limit: text "
+        "must be one sentence a line (files with CR-only line endings read as one line)"
+    )

@@ -28,14 +28,44 @@ TRAINING_STATE = ("optimizer_states", "lr_schedulers")
 
 
 def latest(paths: Sequence[Path], n: int | None) -> list[Path]:
-    """The ``n`` (all if None) checkpoints of the highest distinct steps, oldest first."""
-    by_step = {read_checkpoint(p)["global_step"]: p for p in sorted(paths)}
+    """The ``n`` (all if None) checkpoints of the highest distinct steps, oldest first.
+
+    Each is first checked to hold the same model as the first in name order, so that two models
+    saved at the same step are an error, not one of them silently dropped.
+    """
+    paths = sorted(paths)
+    reference = read_checkpoint(paths[0])
+    by_step: dict[int, Path] = {}
+    for path in paths:
+        ckpt = read_checkpoint(path)
+        difference = _model_difference(reference, ckpt)
+        if difference:
+            raise ValueError(f"{path} and {paths[0]}: not the same model ({difference})")
+        if "global_step" not in ckpt:
+            raise ValueError(f"{path}: no 'global_step' entry, so no training step to order by")
+        by_step[ckpt["global_step"]] = path
     steps = sorted(by_step)
     return [by_step[s] for s in steps[-n if n else 0 :]]
 
 
+def _model_difference(reference: dict[str, Any], ckpt: dict[str, Any]) -> str | None:
+    """How the model of ``ckpt`` differs from that of ``reference``: class, parameter names and
+    shapes, tokenizers; None if it does not."""
+    if ckpt[CLASS_KEY] != reference[CLASS_KEY]:
+        return f"{ckpt[CLASS_KEY]} vs {reference[CLASS_KEY]}"
+    shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
+    expected = {k: tuple(v.shape) for k, v in reference["state_dict"].items()}
+    for name in sorted(shapes.keys() | expected.keys()):
+        if shapes.get(name) != expected.get(name):
+            return f"parameter {name}: {shapes.get(name)} vs {expected.get(name)}"
+    if ckpt.get("tokenizers") != reference.get("tokenizers"):
+        return "different tokenizers"
+    return None
+
+
 def average(paths: Sequence[Path]) -> dict[str, Any]:
-    """The last of ``paths`` with its floating-point weights replaced by the mean over all.
+    """The last of ``paths`` (checkpoints of one model, see :func:`latest`) with its
+    floating-point weights replaced by the mean over all.
 
     Sums in float64, reading one checkpoint at a time; integer buffers keep the last's values.
     """
@@ -43,9 +73,8 @@ def average(paths: Sequence[Path]) -> dict[str, Any]:
     for path in paths:
         ckpt = read_checkpoint(path)
         if not total:
-            first, total = ckpt, {k: v.double() for k, v in ckpt["state_dict"].items()}
+            total = {k: v.double() for k, v in ckpt["state_dict"].items()}
             continue
-        _check_same_model(first, ckpt, path)
         for name, value in ckpt["state_dict"].items():
             total[name] += value.double()
     # ckpt is the newest: it keeps its own metadata and integer buffers.
@@ -56,18 +85,6 @@ def average(paths: Sequence[Path]) -> dict[str, Any]:
     for key in TRAINING_STATE:
         ckpt.pop(key, None)
     return ckpt
-
-
-def _check_same_model(reference: dict[str, Any], ckpt: dict[str, Any], path: Path) -> None:
-    shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
-    expected = {k: tuple(v.shape) for k, v in reference["state_dict"].items()}
-    for what, mine, theirs in [
-        ("model class", ckpt[CLASS_KEY], reference[CLASS_KEY]),
-        ("parameters", shapes, expected),
-        ("tokenizers", ckpt.get("tokenizers"), reference.get("tokenizers")),
-    ]:
-        if mine != theirs:
-            raise ValueError(f"{path}: its {what} differ from the other checkpoints'")
 
 
 def main(argv: list[str] | None = None) -> None:

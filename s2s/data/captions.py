@@ -83,19 +83,20 @@ class CocoCaptions(CaptionSource):
 
     def read(self) -> list[ImageCaptions]:
         data = _read_json(self.annotations)
-        try:
-            files = {img["id"]: img["file_name"] for img in data["images"]}
-            pairs = [(ann["image_id"], ann["caption"]) for ann in data["annotations"]]
-        except (KeyError, TypeError) as e:
-            raise DataError(f"{self.annotations}: not COCO captions JSON (missing {e})") from None
-        captions: dict[Any, list[str]] = {image_id: [] for image_id in files}
+        files = {}
+        for i, img in enumerate(_coco_list(data, "images", self.annotations)):
+            where = f"{self.annotations}: images[{i}]"
+            files[_field(img, "id", (int, str), where)] = _field(img, "file_name", str, where)
+        captions: dict[int | str, list[str]] = {image_id: [] for image_id in files}
         unknown = []
-        for i, (image_id, caption) in enumerate(pairs):
+        for i, ann in enumerate(_coco_list(data, "annotations", self.annotations)):
+            where = f"{self.annotations}: annotations[{i}]"
+            image_id = _field(ann, "image_id", (int, str), where)
             if image_id not in captions:
-                unknown.append(str(image_id))
+                unknown.append(f"annotations[{i}] (image_id {image_id!r})")
                 continue
-            captions[image_id].append(_caption(caption, f"{self.annotations}: annotations[{i}]"))
-        _warn_skipped(self.annotations, "captions of unknown image ids", unknown)
+            captions[image_id].append(_caption(_field(ann, "caption", object, where), where))
+        _warn_skipped(self.annotations, "captions of image ids without an image", unknown)
         return _grouped(
             self.annotations, [(self.images / files[i], c) for i, c in captions.items()]
         )
@@ -178,6 +179,27 @@ def _read_json(path: Path) -> Any:
         return json.loads(path.read_bytes())
     except (ValueError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: invalid JSON ({e})") from None
+
+
+def _coco_list(data: Any, key: str, path: Path) -> list[Any]:
+    """``data[key]``, which COCO captions JSON requires to be a list."""
+    if not isinstance(data, dict) or key not in data:
+        raise DataError(f"{path}: not COCO captions JSON (missing {key!r})")
+    if not isinstance(data[key], list):
+        raise DataError(f"{path}: {key} must be a list, found {type(data[key]).__name__}")
+    return data[key]
+
+
+def _field(entry: Any, key: str, types: type | tuple[type, ...], where: str) -> Any:
+    """``entry[key]`` of a JSON object, of one of ``types``; anything else names ``where``."""
+    if not isinstance(entry, dict):
+        raise DataError(f"{where}: expected an object, found {type(entry).__name__}")
+    if key not in entry:
+        raise DataError(f"{where}: missing key {key!r}")
+    value = entry[key]
+    if not isinstance(value, types) or isinstance(value, bool):
+        raise DataError(f"{where}: {key} {value!r} has the wrong type ({type(value).__name__})")
+    return value
 
 
 def _tsv(path: Path) -> list[tuple[int, tuple[str, str]]]:
@@ -381,21 +403,21 @@ class CaptionData(L.LightningDataModule):
     @cached_property
     def tgt_tokenizer(self) -> Tokenizer:
         """Trained on the training captions on first use, or loaded from the cache."""
+        captions = [c + "\n" for item in self._train_items for c in item.captions]
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         # Tokenizer.train reads files and keys its cache by their content.
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=self.cache_dir, suffix=".txt", delete=False
-        ) as f:
-            f.writelines(c + "\n" for item in self._train_items for c in item.captions)
+        fd, path = tempfile.mkstemp(dir=self.cache_dir, suffix=".txt")
         try:
+            with open(fd, "w", encoding="utf-8") as f:
+                f.writelines(captions)
             return Tokenizer.train(
-                [f.name],
+                [path],
                 vocab_size=self.vocab_size,
                 model_type=self.tokenizer_type,
                 cache_dir=self.cache_dir,
             )
         finally:
-            os.unlink(f.name)
+            os.unlink(path)  # also when reading or training fails
 
     @property
     def tgt_vocab_size(self) -> int:

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TypeVar
 
+import lightning as L
 import torch
+
+from s2s.checkpoint import load_model
+
+M = TypeVar("M", bound=L.LightningModule)
 
 
 def add_device_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,3 +27,15 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         "products (AVX512-BF16 or AMX CPUs, recent GPUs), slower elsewhere; outputs may differ "
         "slightly from float32's",
     )
+
+
+def load_model_of_type(args: argparse.Namespace, model_type: type[M], prog: str) -> M:
+    """The model of ``args.ckpt`` on ``args.device`` in ``args.dtype``; exits with one line naming
+    the file if it cannot be read or holds another kind of model than the script decodes with."""
+    try:
+        model = load_model(args.ckpt, map_location=args.device, dtype=args.dtype)
+    except ValueError as e:
+        sys.exit(f"{prog}: {e}")
+    if not isinstance(model, model_type):
+        sys.exit(f"{prog}: {args.ckpt} holds a {type(model).__name__}, not a {model_type.__name__}")
+    return model

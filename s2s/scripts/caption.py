@@ -13,12 +13,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from s2s.checkpoint import load_model
+from PIL import Image
+
 from s2s.data.captions import image_batch, load_image
 from s2s.decoding import beam_search
 from s2s.io import DataError
 from s2s.models.captioner import Captioner
-from s2s.scripts import add_device_arguments
+from s2s.scripts import add_device_arguments, load_model_of_type
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_overlay
 
@@ -53,15 +54,21 @@ def image_files(paths: list[Path]) -> list[Path]:
     return files
 
 
+def readable_images(paths: list[Path]) -> list[tuple[Path, Image.Image]]:
+    """The images of ``paths`` that can be decoded; the others are reported on stderr."""
+    images = []
+    for path in paths:
+        try:
+            images.append((path, load_image(path)))
+        except DataError as e:
+            print(f"s2s-caption: skipped {e}", file=sys.stderr)
+    return images
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    try:
-        model = load_model(args.ckpt, map_location=args.device, dtype=args.dtype)
-    except ValueError as e:
-        sys.exit(f"s2s-caption: {e}")
-    if not isinstance(model, Captioner):
-        sys.exit(f"s2s-caption: {args.ckpt} is a {type(model).__name__}, not a Captioner")
+    model = load_model_of_type(args, Captioner, "s2s-caption")
     if args.attention_png and model.decoder.attention is None:
         sys.exit("s2s-caption: this model has no attention to draw (attention: none)")
     search = model.search
@@ -72,23 +79,22 @@ def main(argv: list[str] | None = None) -> None:
     tok, prep = model.tokenizers["tgt"], model.preprocessing
     transform = prep.transform()
 
-    failed = 0
-    images = []
-    for path in image_files(args.images):
-        try:
-            images.append((path, load_image(path)))
-        except DataError as e:
-            print(f"s2s-caption: skipped {e}", file=sys.stderr)
-            failed += 1
     grid = model.encoder.grid_shape(prep.crop_size, prep.crop_size) if args.attention_png else None
     if args.attention_png:
         args.attention_png.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(images), args.batch_size):
-        chunk = images[start : start + args.batch_size]
+    failed, done = 0, 0
+    files = image_files(args.images)
+    for start in range(0, len(files), args.batch_size):
+        # Images are decoded batch by batch: memory is bounded by --batch-size, not the folder.
+        paths = files[start : start + args.batch_size]
+        chunk = readable_images(paths)
+        failed += len(paths) - len(chunk)
+        if not chunk:
+            continue
         batch = image_batch([img for _, img in chunk], transform)
         batch.images = batch.images.to(args.device, model.dtype)
         for i, ((path, image), nbest) in enumerate(
-            zip(chunk, beam_search(model, batch, search), strict=True), start=start
+            zip(chunk, beam_search(model, batch, search), strict=True), start=done
         ):
             for hyp in nbest:
                 print(f"{path}\t{tok.decode(hyp.tokens)}")
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> None:
                     words,
                     args.attention_png / f"{i + 1:04d}_{path.stem}.png",
                 )
+        done += len(chunk)
     if failed:
         sys.exit(1)
 

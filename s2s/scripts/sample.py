@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from s2s.checkpoint import load_model
 from s2s.data.text_stream import make_prompts
 from s2s.decoding import SamplingConfig, sample
 from s2s.models.language_model import LanguageModel
-from s2s.scripts import add_device_arguments
+from s2s.scripts import add_device_arguments, load_model_of_type
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -43,11 +42,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         if args.num_samples < 1:
             raise ValueError(f"--num-samples must be >= 1, got {args.num_samples}")
-        model = load_model(args.ckpt, map_location=args.device, dtype=args.dtype)
     except ValueError as e:
         sys.exit(f"s2s-sample: {e}")
-    if not isinstance(model, LanguageModel):
-        sys.exit(f"s2s-sample: {args.ckpt} holds a {type(model).__name__}, not a LanguageModel")
+    model = load_model_of_type(args, LanguageModel, "s2s-sample")
     tokenizer = model.tokenizers["tgt"]
     prompts = make_prompts([args.prompt] * args.num_samples, tokenizer)
     prompts.ids, prompts.lengths = prompts.ids.to(args.device), prompts.lengths.to(args.device)

@@ -1,7 +1,8 @@
 """Translate text with a trained s2s checkpoint, one sentence per line (stdin to stdout by default).
 
 Every input line gives exactly one output line (an empty line gives an empty line); with
-``--n-best N`` each input line gives N consecutive lines, best first.
+``--n-best N`` each input line gives N consecutive lines, best first. Outputs are written and
+flushed batch by batch, in input order, so an interrupted run keeps the lines it finished.
 """
 
 from __future__ import annotations
@@ -9,16 +10,21 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
+from typing import TextIO
 
-from s2s.checkpoint import load_model
-from s2s.data.translation import make_batches
-from s2s.decoding import Hypothesis, SamplingConfig, beam_search, sample
+from s2s.data.translation import TranslationBatch, make_batches
+from s2s.decoding import Hypothesis, SamplingConfig, SearchConfig, beam_search, sample
 from s2s.io import DataError, read_lines
-from s2s.scripts import add_device_arguments
+from s2s.models.seq2seq import Seq2Seq
+from s2s.scripts import add_device_arguments, load_model_of_type
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_heatmap
+
+CHUNK_LINES = 1000  # consecutive input lines batched together: a kill loses at most their work
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,15 +51,70 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    model = load_model_of_type(args, Seq2Seq, "s2s-translate")
     try:
-        model = load_model(args.ckpt, map_location=args.device, dtype=args.dtype)
         lines = read_lines(args.input)
-    except (ValueError, DataError) as e:
+    except DataError as e:
         sys.exit(f"s2s-translate: {e}")
+    if args.attention_png and model.decoder.attention is None:
+        sys.exit("s2s-translate: this model has no attention to draw")
+    with open_output(args.output) as out:
+        if args.attention_png:
+            args.attention_png.mkdir(parents=True, exist_ok=True)
+        for done in translations(model, lines, args):
+            for i, nbest in done:
+                # An empty line gives empty lines, whatever the model would make of it.
+                out.writelines(tgt_text(model, lines[i], hyp) + "\n" for hyp in nbest)
+                if args.attention_png and lines[i].strip():
+                    draw_attention(model, lines[i], nbest[0], args, i)
+            out.flush()  # a killed run keeps every line written so far
+
+
+def open_output(path: str) -> AbstractContextManager[TextIO]:
+    """The output stream, opened before decoding so that a bad path fails at once."""
+    if path == "-":
+        return nullcontext(sys.stdout)
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as e:
+        sys.exit(f"s2s-translate: {path}: cannot write output ({e.strerror})")
+
+
+def translations(
+    model: Seq2Seq, lines: list[str], args: argparse.Namespace
+) -> Iterator[list[tuple[int, list[Hypothesis]]]]:
+    """After each batch, the lines newly translated in input order: (line number, n-best).
+
+    Lines are batched by length within chunks of ``CHUNK_LINES`` consecutive lines, so the
+    translated prefix of the input grows batch by batch.
+    """
+    search = search_config(model, args)
+    src_tok = model.tokenizers["src"]
+    for start in range(0, len(lines), CHUNK_LINES):
+        chunk = lines[start : start + CHUNK_LINES]
+        outputs: list[list[Hypothesis] | None] = [None] * len(chunk)
+        done = 0
+        for batch in make_batches(
+            chunk, src_tok, max_tokens=args.max_tokens, max_len=args.max_src_len
+        ):
+            batch.src = batch.src.to(args.device)
+            batch.src_lengths = batch.src_lengths.to(args.device)
+            for i, nbest in zip(
+                batch.indices.tolist(), decode(model, batch, search, args), strict=True
+            ):
+                outputs[i] = nbest
+            first = done
+            while done < len(chunk) and outputs[done] is not None:
+                done += 1
+            yield [(start + i, outputs[i]) for i in range(first, done)]
+
+
+def search_config(model: Seq2Seq, args: argparse.Namespace) -> SearchConfig:
+    """The model's beam search settings with the command line's overrides."""
     search = model.search
     if args.max_len is not None:
         search = replace(search, max_len_a=0.0, max_len_b=args.max_len)
-    search = replace(
+    return replace(
         search,
         beam_size=args.beam or max(search.beam_size, args.n_best),
         n_best=args.n_best,
@@ -61,50 +122,42 @@ def main(argv: list[str] | None = None) -> None:
         if args.length_penalty is None
         else args.length_penalty,
     )
-    src_tok, tgt_tok = model.tokenizers["src"], model.tokenizers["tgt"]
-    outputs: list[list[Hypothesis]] = [[] for _ in lines]
-    batches = make_batches(lines, src_tok, max_tokens=args.max_tokens, max_len=args.max_src_len)
-    for batch in batches:
-        batch.src, batch.src_lengths = batch.src.to(args.device), batch.src_lengths.to(args.device)
-        if args.sample:
-            config = SamplingConfig(
-                max_len_a=search.max_len_a,
-                max_len_b=search.max_len_b,
-                temperature=args.temperature,
-                top_k=args.top_k,
-                top_p=args.top_p,
-                seed=args.seed,
-            )
-            nbests = [[h] for h in sample(model, batch, config)]
-        else:
-            nbests = beam_search(model, batch, search)
-        for i, nbest in zip(batch.indices.tolist(), nbests, strict=True):
-            outputs[i] = nbest
-    # An empty line gives empty lines, whatever the model would make of an empty source.
-    text = "".join(
-        (tgt_tok.decode(hyp.tokens) if line.strip() else "") + "\n"
-        for line, nbest in zip(lines, outputs, strict=True)
-        for hyp in nbest
+
+
+def decode(
+    model: Seq2Seq, batch: TranslationBatch, search: SearchConfig, args: argparse.Namespace
+) -> list[list[Hypothesis]]:
+    """The n-best lists of a batch: beam search, or one sample each with ``--sample``."""
+    if not args.sample:
+        return beam_search(model, batch, search)
+    config = SamplingConfig(
+        max_len_a=search.max_len_a,
+        max_len_b=search.max_len_b,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
     )
-    if args.output == "-":
-        sys.stdout.write(text)
-    else:
-        Path(args.output).write_text(text, encoding="utf-8")
-    if args.attention_png:
-        args.attention_png.mkdir(parents=True, exist_ok=True)
-        for i, (line, nbest) in enumerate(zip(lines, outputs, strict=True)):
-            if not line.strip():
-                continue
-            hyp = nbest[0]
-            if hyp.attention is None:
-                sys.exit("s2s-translate: this model has no attention to draw")
-            src_ids = [*src_tok.encode(line)[: args.max_src_len], EOS_ID]
-            save_attention_heatmap(
-                hyp.attention,
-                src_tok.pieces(src_ids),
-                tgt_tok.pieces([*hyp.tokens, EOS_ID]),
-                args.attention_png / f"{i + 1:05d}.png",
-            )
+    return [[h] for h in sample(model, batch, config)]
+
+
+def tgt_text(model: Seq2Seq, line: str, hyp: Hypothesis) -> str:
+    """The output line of ``hyp``: empty for a blank input line."""
+    return model.tokenizers["tgt"].decode(hyp.tokens) if line.strip() else ""
+
+
+def draw_attention(
+    model: Seq2Seq, line: str, hyp: Hypothesis, args: argparse.Namespace, i: int
+) -> None:
+    """``{--attention-png}/{i + 1:05d}.png``: the attention of ``hyp`` over ``line``."""
+    src_tok, tgt_tok = model.tokenizers["src"], model.tokenizers["tgt"]
+    src_ids = [*src_tok.encode(line)[: args.max_src_len], EOS_ID]
+    save_attention_heatmap(
+        hyp.attention,
+        src_tok.pieces(src_ids),
+        tgt_tok.pieces([*hyp.tokens, EOS_ID]),
+        args.attention_png / f"{i + 1:05d}.png",
+    )
 
 
 if __name__ == "__main__":

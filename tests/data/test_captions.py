@@ -1,6 +1,8 @@
 import json
 import logging
+import re
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -107,8 +109,42 @@ def test_unknown_images_and_images_without_captions_are_skipped(tmp_path, images
     with caplog.at_level(logging.WARNING):
         got = CocoCaptions(str(path), str(images)).read()
     assert got == expected(images)
-    assert "skipped 1 captions of unknown image ids: 999" in caplog.text
+    assert "skipped 1 captions of image ids without an image: annotations[6] (image_id 999)" in (
+        caplog.text
+    )
     assert "skipped 1 images without captions" in caplog.text and "lonely.png" in caplog.text
+
+
+def coco_with(section: str, i: int, entry: Any) -> dict:
+    """Two images, each with a caption; ``section[i]`` replaced by ``entry``."""
+    data = {
+        "images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}],
+        "annotations": [{"image_id": 1, "caption": "a"}, {"image_id": 2, "caption": "b"}],
+    }
+    data[section][i] = entry
+    return data
+
+
+MALFORMED_COCO = [
+    ("annotations", 1, {"image_id": 2}, "annotations[1]: missing key 'caption'"),
+    ("annotations", 1, {"caption": "b"}, "annotations[1]: missing key 'image_id'"),
+    (
+        "annotations",
+        1,
+        {"image_id": [2], "caption": "b"},
+        "annotations[1]: image_id [2] has the wrong type (list)",
+    ),
+    ("annotations", 1, "b", "annotations[1]: expected an object, found str"),
+    ("images", 1, {"id": 2}, "images[1]: missing key 'file_name'"),
+    ("images", 1, {"file_name": "b.png"}, "images[1]: missing key 'id'"),
+    ("images", 1, {"id": 2, "file_name": 7}, "images[1]: file_name 7 has the wrong type (int)"),
+    (
+        "images",
+        1,
+        {"id": None, "file_name": "b.png"},
+        "images[1]: id None has the wrong type (NoneType)",
+    ),
+]
 
 
 @pytest.mark.parametrize(
@@ -117,9 +153,17 @@ def test_unknown_images_and_images_without_captions_are_skipped(tmp_path, images
         ("{not json", r"coco\.json: invalid JSON"),
         ('{"images": []}', r"coco\.json: not COCO captions JSON \(missing 'annotations'\)"),
         (
+            '{"images": [], "annotations": {}}',
+            r"coco\.json: annotations must be a list, found dict",
+        ),
+        (
             '{"images": [{"id": 1, "file_name": "a.png"}], '
             '"annotations": [{"image_id": 1, "caption": " "}]}',
             r"coco\.json: annotations\[0\]: empty or missing caption",
+        ),
+        *(
+            (json.dumps(coco_with(section, i, entry)), rf"coco\.json: {re.escape(message)}$")
+            for section, i, entry, message in MALFORMED_COCO
         ),
     ],
 )
@@ -285,3 +329,11 @@ def test_missing_test_split_is_a_clear_error(tmp_path, images):
     dm.sources["test"] = None
     with pytest.raises(DataError, match=r"no test split configured \(data\.test\)"):
         dm.setup("test")
+
+
+def test_a_failed_annotation_read_leaves_no_temporary_file(tmp_path, images):
+    dm = tsv_data(tmp_path, images)
+    dm.sources["train"].file.write_text("a.png no tab\n")
+    with pytest.raises(DataError, match=r"c\.tsv:1: expected 'image<TAB>caption', found no tab"):
+        dm.tgt_tokenizer  # noqa: B018 (reads the annotations, then trains)
+    assert list((tmp_path / "cache").glob("*")) == []

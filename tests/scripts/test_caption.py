@@ -8,7 +8,9 @@ import yaml
 from PIL import Image
 
 from s2s.cli import main as s2s_main
+from s2s.scripts import caption as caption_script
 from s2s.scripts.caption import main as caption
+from s2s.scripts.translate import main as translate
 
 # Left half and right half in two colours; the caption names them left to right.
 SCENES = {"rg.png": ("red", "green"), "gr.png": ("green", "red"), "by.png": ("blue", "yellow")}
@@ -154,3 +156,40 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "x.ckpt").write_text("nope")
     with pytest.raises(SystemExit, match="not a readable checkpoint"):
         caption(["--ckpt", str(tmp_path / "x.ckpt"), str(tmp_path)])
+
+
+def test_translate_refuses_a_captioner(run, tmp_path):
+    _, ckpt = run
+    with pytest.raises(SystemExit) as exit_info:
+        translate(["--ckpt", str(ckpt), "--input", str(tmp_path / "unread.txt")])
+    assert exit_info.value.code == f"s2s-translate: {ckpt} holds a Captioner, not a Seq2Seq"
+
+
+def test_a_translator_checkpoint_is_refused(copy_run, tmp_path):
+    ckpt = copy_run / "run" / "checkpoints" / "last.ckpt"
+    with pytest.raises(SystemExit) as exit_info:
+        caption(["--ckpt", str(ckpt), str(tmp_path)])
+    assert exit_info.value.code == f"s2s-caption: {ckpt} holds a Seq2Seq, not a Captioner"
+
+
+def test_images_are_decoded_batch_by_batch(run, tmp_path, capsys, monkeypatch):
+    """A folder of many images: at most --batch-size of them are decoded before being captioned."""
+    _, ckpt = run
+    for n in range(11):
+        Image.new("RGB", (8, 8), RGB["red" if n % 2 else "green"]).save(tmp_path / f"{n:02d}.png")
+    decoded, loaded_per_batch = [], []
+    load_image, beam_search = caption_script.load_image, caption_script.beam_search
+
+    def counting_load_image(path):
+        decoded.append(path)
+        return load_image(path)
+
+    def counting_beam_search(model, batch, search):
+        loaded_per_batch.append(len(decoded))
+        return beam_search(model, batch, search)
+
+    monkeypatch.setattr(caption_script, "load_image", counting_load_image)
+    monkeypatch.setattr(caption_script, "beam_search", counting_beam_search)
+    caption(["--ckpt", str(ckpt), "--batch-size", "4", str(tmp_path)])
+    assert loaded_per_batch == [4, 8, 11]
+    assert len(captions_of(capsys.readouterr().out)) == 11

@@ -7,6 +7,7 @@ import torch
 from s2s.checkpoint import load_model
 from s2s.data import make_batches
 from s2s.decoding import beam_search
+from s2s.scripts import translate as translate_script
 from s2s.scripts.translate import main
 
 LINES = ["a b c", "", "h g f e d", "b", "c a c a g h"]
@@ -140,3 +141,33 @@ def test_generated_line_breaks_stay_on_one_line(ckpt):
     ids += tok.encode("c")
     text = tok.decode(ids)
     assert text.splitlines() == [text] and text.split() == ["a", "b", "c"]
+
+
+def test_missing_output_folder_fails_before_decoding(tmp_path, ckpt, input_file, monkeypatch):
+    monkeypatch.setattr(translate_script, "beam_search", None)  # decoding would crash
+    out = tmp_path / "missing" / "out.txt"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--ckpt", str(ckpt), "--input", str(input_file), "--output", str(out)])
+    assert exit_info.value.code == (
+        f"s2s-translate: {out}: cannot write output (No such file or directory)"
+    )
+
+
+def test_a_killed_run_keeps_the_lines_translated(tmp_path, ckpt, monkeypatch):
+    """Outputs are written and flushed batch by batch, in input order."""
+    src = tmp_path / "input.txt"
+    src.write_text("a b c\n" * 12, encoding="utf-8")  # equal lengths: batches in input order
+    calls = []
+
+    def beam_search_then_kill(model, batch, search):
+        calls.append(batch.indices.tolist())
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return beam_search(model, batch, search)
+
+    monkeypatch.setattr(translate_script, "beam_search", beam_search_then_kill)
+    out = tmp_path / "output.txt"
+    with pytest.raises(KeyboardInterrupt):
+        main(["--ckpt", str(ckpt), "--input", str(src), "--output", str(out), "--max-tokens", "16"])
+    assert calls[:2] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert out.read_text(encoding="utf-8").split("\n") == ["a b c"] * 8 + [""]

@@ -2,7 +2,7 @@ import pytest
 import torch
 from tiny import load_tool
 
-from s2s.checkpoint import load_model, read_checkpoint
+from s2s.checkpoint import CLASS_KEY, load_model, read_checkpoint
 
 tool = load_tool("average_checkpoints")
 
@@ -57,6 +57,33 @@ def test_different_models_are_refused(base, tmp_path):
     other["state_dict"].popitem()
     torch.save(other, tmp_path / "other.ckpt")
     paths = [variant(base, tmp_path, 10), tmp_path / "other.ckpt"]
-    with pytest.raises(SystemExit, match=r"other\.ckpt: its parameters differ"):
+    with pytest.raises(SystemExit) as exit_info:
         tool.main([*map(str, paths), "--output", str(tmp_path / "avg.ckpt")])
+    name, value = list(base["state_dict"].items())[-1]
+    assert exit_info.value.code == (  # other.ckpt comes first in name order
+        f"average_checkpoints: {paths[0]} and {paths[1]}: not the same model "
+        f"(parameter {name}: {tuple(value.shape)} vs None)"
+    )
     assert not (tmp_path / "avg.ckpt").exists()
+
+
+def test_another_model_class_at_the_same_step_is_refused(base, tmp_path):
+    translator = variant(base, tmp_path, 30, name="a.ckpt")
+    torch.save({**base, "global_step": 30, CLASS_KEY: "s2s.models.Captioner"}, tmp_path / "b.ckpt")
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([str(translator), str(tmp_path / "b.ckpt"), "--output", str(tmp_path / "o")])
+    assert exit_info.value.code == (
+        f"average_checkpoints: {tmp_path / 'b.ckpt'} and {translator}: not the same model "
+        f"(s2s.models.Captioner vs {base[CLASS_KEY]})"
+    )
+
+
+def test_a_checkpoint_without_a_step_is_named(base, tmp_path):
+    stepless = {k: v for k, v in base.items() if k != "global_step"}
+    torch.save(stepless, tmp_path / "b.ckpt")
+    paths = [variant(base, tmp_path, 10, name="a.ckpt"), tmp_path / "b.ckpt"]
+    with pytest.raises(SystemExit) as exit_info:
+        tool.main([*map(str, paths), "--output", str(tmp_path / "avg.ckpt")])
+    assert exit_info.value.code == (
+        f"average_checkpoints: {paths[1]}: no 'global_step' entry, so no training step to order by"
+    )
