@@ -80,7 +80,11 @@ def test_tokenizers_from_a_checkpoint_without_source_tokenizer(base, tmp_path):
     ckpt = read_checkpoint(base)
     foreign = tmp_path / "lm.ckpt"
     torch.save(
-        {CLASS_KEY: "some.LanguageModel", "tokenizers": {"tgt": ckpt["tokenizers"]["tgt"]}}, foreign
+        {
+            CLASS_KEY: "s2s.models.language_model.LanguageModel",
+            "tokenizers": {"tgt": ckpt["tokenizers"]["tgt"]},
+        },
+        foreign,
     )
     data = TranslationData(tokenizer_from=str(foreign))
     with pytest.raises(

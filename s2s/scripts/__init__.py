@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import fields, replace
 from typing import TypeVar
 
 import lightning as L
 import torch
 
 from s2s.checkpoint import load_model
+from s2s.decoding import SamplingConfig, SearchConfig
+from s2s.decoding.config import Constraints
 
 M = TypeVar("M", bound=L.LightningModule)
 
@@ -39,3 +42,38 @@ def load_model_of_type(args: argparse.Namespace, model_type: type[M], prog: str)
     if not isinstance(model, model_type):
         sys.exit(f"{prog}: {args.ckpt} holds a {type(model).__name__}, not a {model_type.__name__}")
     return model
+
+
+def search_config(search: SearchConfig, args: argparse.Namespace, prog: str) -> SearchConfig:
+    """The recipe's beam search with the command line's ``--beam``, ``--n-best``, ``--max-len``
+    and, where the script has it, ``--length-penalty``; a bad value exits with one line."""
+    if args.beam is not None and args.n_best > args.beam:
+        sys.exit(f"{prog}: --n-best {args.n_best} exceeds --beam {args.beam}")
+    overrides = {
+        "beam_size": args.beam or max(search.beam_size, args.n_best),
+        "n_best": args.n_best,
+    }
+    if args.max_len is not None:
+        overrides.update(max_len_a=0.0, max_len_b=args.max_len)
+    if getattr(args, "length_penalty", None) is not None:
+        overrides["length_penalty"] = args.length_penalty
+    try:
+        return replace(search, **overrides)
+    except ValueError as e:
+        sys.exit(f"{prog}: {e}")
+
+
+def sampling_config(search: SearchConfig, args: argparse.Namespace, prog: str) -> SamplingConfig:
+    """Sampling under the same constraints as ``search`` (length limits, ``min_len``, n-gram
+    blocking) with the command line's temperature, top-k, top-p and seed."""
+    constraints = {f.name: getattr(search, f.name) for f in fields(Constraints)}
+    try:
+        return SamplingConfig(
+            **constraints,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            top_p=args.top_p,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        sys.exit(f"{prog}: {e}")

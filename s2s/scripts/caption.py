@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
@@ -19,7 +18,7 @@ from s2s.data.captions import image_batch, load_image
 from s2s.decoding import beam_search
 from s2s.io import DataError
 from s2s.models.captioner import Captioner
-from s2s.scripts import add_device_arguments, load_model_of_type
+from s2s.scripts import add_device_arguments, load_model_of_type, search_config
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_overlay
 
@@ -71,11 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     model = load_model_of_type(args, Captioner, "s2s-caption")
     if args.attention_png and model.decoder.attention is None:
         sys.exit("s2s-caption: this model has no attention to draw (attention: none)")
-    search = model.search
-    if args.max_len is not None:
-        search = replace(search, max_len_a=0.0, max_len_b=args.max_len)
-    search = replace(search, beam_size=args.beam or max(search.beam_size, args.n_best))
-    search = replace(search, n_best=args.n_best)
+    search = search_config(model.search, args, "s2s-caption")
     tok, prep = model.tokenizers["tgt"], model.preprocessing
     transform = prep.transform()
 

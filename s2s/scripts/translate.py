@@ -12,7 +12,6 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -20,7 +19,7 @@ from s2s.data.translation import TranslationBatch, make_batches
 from s2s.decoding import Hypothesis, SamplingConfig, SearchConfig, beam_search, sample
 from s2s.io import DataError, read_lines
 from s2s.models.seq2seq import Seq2Seq
-from s2s.scripts import add_device_arguments, load_model_of_type
+from s2s.scripts import add_device_arguments, load_model_of_type, sampling_config, search_config
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_heatmap
 
@@ -88,7 +87,8 @@ def translations(
     Lines are batched by length within chunks of ``CHUNK_LINES`` consecutive lines, so the
     translated prefix of the input grows batch by batch.
     """
-    search = search_config(model, args)
+    search = search_config(model.search, args, "s2s-translate")
+    config = sampling_config(search, args, "s2s-translate") if args.sample else search
     src_tok = model.tokenizers["src"]
     for start in range(0, len(lines), CHUNK_LINES):
         chunk = lines[start : start + CHUNK_LINES]
@@ -99,9 +99,7 @@ def translations(
         ):
             batch.src = batch.src.to(args.device)
             batch.src_lengths = batch.src_lengths.to(args.device)
-            for i, nbest in zip(
-                batch.indices.tolist(), decode(model, batch, search, args), strict=True
-            ):
+            for i, nbest in zip(batch.indices.tolist(), decode(model, batch, config), strict=True):
                 outputs[i] = nbest
             first = done
             while done < len(chunk) and outputs[done] is not None:
@@ -109,36 +107,13 @@ def translations(
             yield [(start + i, outputs[i]) for i in range(first, done)]
 
 
-def search_config(model: Seq2Seq, args: argparse.Namespace) -> SearchConfig:
-    """The model's beam search settings with the command line's overrides."""
-    search = model.search
-    if args.max_len is not None:
-        search = replace(search, max_len_a=0.0, max_len_b=args.max_len)
-    return replace(
-        search,
-        beam_size=args.beam or max(search.beam_size, args.n_best),
-        n_best=args.n_best,
-        length_penalty=search.length_penalty
-        if args.length_penalty is None
-        else args.length_penalty,
-    )
-
-
 def decode(
-    model: Seq2Seq, batch: TranslationBatch, search: SearchConfig, args: argparse.Namespace
+    model: Seq2Seq, batch: TranslationBatch, config: SearchConfig | SamplingConfig
 ) -> list[list[Hypothesis]]:
-    """The n-best lists of a batch: beam search, or one sample each with ``--sample``."""
-    if not args.sample:
-        return beam_search(model, batch, search)
-    config = SamplingConfig(
-        max_len_a=search.max_len_a,
-        max_len_b=search.max_len_b,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        seed=args.seed,
-    )
-    return [[h] for h in sample(model, batch, config)]
+    """The n-best lists of a batch: beam search, or one sample each."""
+    if isinstance(config, SamplingConfig):
+        return [[h] for h in sample(model, batch, config)]
+    return beam_search(model, batch, config)
 
 
 def tgt_text(model: Seq2Seq, line: str, hyp: Hypothesis) -> str:

@@ -117,6 +117,12 @@ def test_n_best(run, capsys):
     assert lines[0] != lines[1]
 
 
+def test_n_best_beyond_the_beam_is_one_line(run):
+    images, ckpt = run
+    with pytest.raises(SystemExit, match=r"^s2s-caption: --n-best 3 exceeds --beam 2$"):
+        caption(["--ckpt", str(ckpt), "--beam", "2", "--n-best", "3", str(images / "by.png")])
+
+
 def test_attention_pictures(run, tmp_path, capsys):
     images, ckpt = run
     out = tmp_path / "attention"

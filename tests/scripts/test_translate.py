@@ -171,3 +171,44 @@ def test_a_killed_run_keeps_the_lines_translated(tmp_path, ckpt, monkeypatch):
         main(["--ckpt", str(ckpt), "--input", str(src), "--output", str(out), "--max-tokens", "16"])
     assert calls[:2] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert out.read_text(encoding="utf-8").split("\n") == ["a b c"] * 8 + [""]
+
+
+def test_sampling_keeps_the_recipes_constraints(tmp_path, ckpt, input_file, monkeypatch):
+    """``--sample`` obeys the checkpoint's min_len and n-gram blocking, as beam search does."""
+    state = torch.load(ckpt, weights_only=True)
+    state["hyper_parameters"]["search"].update(min_len=9, no_repeat_ngram_size=1, max_len_b=20)
+    constrained = tmp_path / "constrained.ckpt"
+    torch.save(state, constrained)
+    sampled, real_sample = [], translate_script.sample
+
+    def recording_sample(model, batch, config):
+        hyps = real_sample(model, batch, config)
+        sampled.extend(hyp.tokens for hyp in hyps)
+        return hyps
+
+    monkeypatch.setattr(translate_script, "sample", recording_sample)
+    args = [
+        "--ckpt",
+        str(constrained),
+        "--input",
+        str(input_file),
+        "--sample",
+        "--temperature",
+        "3",
+    ]
+    translate(tmp_path, *args)
+    assert len(sampled) == len(LINES)
+    assert all(len(tokens) >= 9 and len(set(tokens)) == len(tokens) for tokens in sampled)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--beam", "2", "--n-best", "3"], "--n-best 3 exceeds --beam 2"),
+        (["--length-penalty", "-1"], "length_penalty must be >= 0, got -1.0"),
+        (["--sample", "--top-p", "0"], r"top_p must be in \(0, 1\], got 0.0"),
+    ],
+)
+def test_bad_decoding_options_are_one_line(tmp_path, ckpt, input_file, args, message):
+    with pytest.raises(SystemExit, match=f"^s2s-translate: {message}$"):
+        translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file), *args)
