@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny import config, run_cli_subprocess, write_config, write_corpus
 
 from s2s.checkpoint import load_model
 from s2s.cli import make_cli
@@ -138,3 +139,11 @@ def test_test_reports_scores_of_its_hypotheses_file(copy_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(rf"BLEU = {expected.bleu:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
     assert re.search(rf"chrF = {expected.chrf:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
+
+
+def test_fit_shows_the_data_modules_info_records(tmp_path):
+    """The ``s2s`` command shows s2s's INFO log (Python shows only warnings unconfigured)."""
+    cfg = config(tmp_path, write_corpus(tmp_path / "data"), max_steps=1, limit_val_batches=0)
+    run = run_cli_subprocess("fit", "--config", str(write_config(tmp_path / "fit.yaml", cfg)))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "train: kept 36 of 36 pairs" in run.stderr

@@ -60,6 +60,8 @@ def ddp_fit(tmp_path_factory):
     ]
     run = run_cli_subprocess("fit", "--config", str(write_config(work / "fit.yaml", cfg)))
     assert run.returncode == 0, run.stderr[-3000:]
+    # Every rank reads the data; only rank 0 shows s2s's INFO log.
+    assert run.stderr.count(f"kept {N_TRAIN} of {N_TRAIN} pairs") == 1
     seen = [json.loads((work / f"rec/rank{r}.json").read_text()) for r in (0, 1)]
     return work, cfg, seen
 
