@@ -147,3 +147,18 @@ def test_fit_shows_the_data_modules_info_records(tmp_path):
     run = run_cli_subprocess("fit", "--config", str(write_config(tmp_path / "fit.yaml", cfg)))
     assert run.returncode == 0, run.stderr[-3000:]
     assert "train: kept 36 of 36 pairs" in run.stderr
+
+
+def test_predict_writes_the_hypotheses_test_writes(copy_run, tmp_path):
+    """``s2s predict`` translates the test split's sources by default: one line per input, in
+    order, the very lines ``s2s test`` writes with the same checkpoint."""
+    run = ["--config", str(copy_run / "config.yaml")]
+    ckpt = ["--ckpt_path", str(copy_run / "run" / "checkpoints" / "last.ckpt")]
+    for command in ("test", "predict"):
+        make_cli(
+            [command, *run, *ckpt, "--trainer.logger.init_args.save_dir", str(tmp_path / command)]
+        )
+    predicted = read_lines(tmp_path / "predict" / "logs" / "version_0" / "predictions.txt")
+    tested = read_lines(tmp_path / "test" / "logs" / "version_0" / "test_hypotheses.txt")
+    assert len(predicted) == len(read_lines(copy_run / "data" / "test.src"))
+    assert predicted == tested
