@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/multi30k_de_en_demo
 CAPTION_DEMO := runs/shapes_caption_demo
+# $(call timed,WHAT,COMMAND): run COMMAND, then print how long it took (plain sh: no `time`).
+timed = start=$$(date +%s) && $(2) && echo "$(1) took $$(($$(date +%s) - start)) s"
 
 .PHONY: setup demo caption-demo test
 
@@ -16,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/s2s fit --config recipes/multi30k_de_en_demo.yaml
+	$(call timed,translator training,$(BIN)/s2s fit --config recipes/multi30k_de_en_demo.yaml)
 	printf '%s\n' 'Ein Mann fährt Fahrrad auf einer Straße.' \
 	    'Zwei Kinder spielen im Sand am Strand.' 'Eine Frau mit einem roten Hut liest ein Buch.' \
 	    | $(BIN)/s2s-translate --ckpt $(DEMO)/checkpoints/best.ckpt
@@ -24,7 +26,7 @@ demo: setup
 	$(MAKE) caption-demo
 
 caption-demo: setup data/shapes/train.tsv
-	$(BIN)/s2s fit --config recipes/shapes_caption_demo.yaml
+	$(call timed,captioner training,$(BIN)/s2s fit --config recipes/shapes_caption_demo.yaml)
 	$(BIN)/s2s-caption --ckpt $(CAPTION_DEMO)/checkpoints/best.ckpt \
 	    --attention-png $(CAPTION_DEMO)/attention data/shapes/test/0000[012].png
 	$(BIN)/s2s test --config recipes/shapes_caption_demo.yaml \

@@ -7,6 +7,7 @@ vocabulary) is skipped.
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from pydoc import locate
@@ -16,6 +17,7 @@ import torch.distributed as dist
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 
 from s2s.callbacks import RandomStateInCheckpoint, StopOnNonFiniteLoss
 from s2s.checkpoint import read_checkpoint
@@ -98,12 +100,26 @@ def _check_constructor(group: str, base: type, value: Namespace) -> None:
 
 def main(args: ArgsType = None) -> None:
     """Entry point of the ``s2s`` command."""
+    show_info_log()
     make_cli(args)
     # Lightning leaves a DDP run's process group open. Left to interpreter shutdown, gloo's worker
     # threads can abort the process (SIGABRT, "terminate called without an active exception")
     # after a run that succeeded. Only after success: ranks that failed may not all get here.
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def show_info_log() -> None:
+    """s2s's INFO records (pairs kept, tokenizer training, skip counts) on stderr, from rank 0 only:
+    unconfigured, Python shows only warnings. Logging configured already (by a program calling
+    :func:`main`, or pytest) is left alone, as Lightning does for its own logger."""
+    logger = logging.getLogger("s2s")
+    if rank_zero_only.rank != 0 or logger.hasHandlers():
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def make_cli(args: ArgsType = None, run: bool = True) -> S2SCLI:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny import config, run_cli_subprocess, write_config, write_corpus
 
 from s2s.checkpoint import load_model
 from s2s.cli import make_cli
@@ -16,6 +17,10 @@ from s2s.optim import OptimConfig
 
 REPO = Path(__file__).parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
+# The recipes `make demo` trains: they must give the same model on every machine.
+DEMO_RECIPES = {
+    REPO / p for p in re.findall(r"recipes/\S+\.yaml", (REPO / "Makefile").read_text("utf-8"))
+}
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +49,7 @@ TRANSLATION_RECIPES = [
 
 def test_there_are_recipes():
     assert len(TRANSLATION_RECIPES) >= 3
+    assert DEMO_RECIPES and DEMO_RECIPES.issubset(RECIPES)
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
@@ -60,6 +66,8 @@ def test_every_recipe_parses(recipe, capsys):
     # last.ckpt is the latest state, not the last improvement of the monitored metric.
     saving_last = [c for c in parsed["trainer"]["callbacks"] if c["init_args"].get("save_last")]
     assert [c["class_path"] for c in saving_last] == ["s2s.callbacks.ModelCheckpoint"]
+    if recipe in DEMO_RECIPES:  # fixed epochs, not time: the same model on a slower machine
+        assert parsed["trainer"]["max_time"] is None
 
 
 @pytest.mark.parametrize("recipe", TRANSLATION_RECIPES, ids=lambda p: p.stem)
@@ -131,3 +139,26 @@ def test_test_reports_scores_of_its_hypotheses_file(copy_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert re.search(rf"BLEU = {expected.bleu:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
     assert re.search(rf"chrF = {expected.chrf:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
+
+
+def test_fit_shows_the_data_modules_info_records(tmp_path):
+    """The ``s2s`` command shows s2s's INFO log (Python shows only warnings unconfigured)."""
+    cfg = config(tmp_path, write_corpus(tmp_path / "data"), max_steps=1, limit_val_batches=0)
+    run = run_cli_subprocess("fit", "--config", str(write_config(tmp_path / "fit.yaml", cfg)))
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "train: kept 36 of 36 pairs" in run.stderr
+
+
+def test_predict_writes_the_hypotheses_test_writes(copy_run, tmp_path):
+    """``s2s predict`` translates the test split's sources by default: one line per input, in
+    order, the very lines ``s2s test`` writes with the same checkpoint."""
+    run = ["--config", str(copy_run / "config.yaml")]
+    ckpt = ["--ckpt_path", str(copy_run / "run" / "checkpoints" / "last.ckpt")]
+    for command in ("test", "predict"):
+        make_cli(
+            [command, *run, *ckpt, "--trainer.logger.init_args.save_dir", str(tmp_path / command)]
+        )
+    predicted = read_lines(tmp_path / "predict" / "logs" / "version_0" / "predictions.txt")
+    tested = read_lines(tmp_path / "test" / "logs" / "version_0" / "test_hypotheses.txt")
+    assert len(predicted) == len(read_lines(copy_run / "data" / "test.src"))
+    assert predicted == tested

@@ -60,6 +60,8 @@ def ddp_fit(tmp_path_factory):
     ]
     run = run_cli_subprocess("fit", "--config", str(write_config(work / "fit.yaml", cfg)))
     assert run.returncode == 0, run.stderr[-3000:]
+    # Every rank reads the data; only rank 0 shows s2s's INFO log.
+    assert run.stderr.count(f"kept {N_TRAIN} of {N_TRAIN} pairs") == 1
     seen = [json.loads((work / f"rec/rank{r}.json").read_text()) for r in (0, 1)]
     return work, cfg, seen
 
@@ -115,3 +117,19 @@ def test_ddp_test_writes_every_hypothesis_once_as_a_single_process_does(ddp_fit,
     assert ddp_hyps.count("\n") == N_EVAL
     assert ddp_hyps == single_hyps
     assert logged(test_work, "test/bleu") == [pytest.approx(scores["test/bleu"], rel=1e-6)]
+
+
+def test_ddp_predict_writes_every_hypothesis_once_as_test_does(ddp_fit, tmp_path):
+    work, fit_cfg, _ = ddp_fit
+    cfg = ddp_config(tmp_path / "ddp_predict", work / "data")
+    cfg["data"] = fit_cfg["data"]
+    ckpt = work / "ckpt/last.ckpt"
+    config_path = write_config(tmp_path / "predict.yaml", cfg)
+    run = run_cli_subprocess("predict", "--config", str(config_path), "--ckpt_path", str(ckpt))
+    assert run.returncode == 0, run.stderr[-3000:]
+
+    trainer, data = single_process(fit_cfg, tmp_path / "single")
+    trainer.test(load_model(ckpt), data)
+    predicted = (tmp_path / "ddp_predict/logs/version_0/predictions.txt").read_text("utf-8")
+    assert predicted.count("\n") == N_EVAL
+    assert predicted == (tmp_path / "single/test_hypotheses.txt").read_text(encoding="utf-8")

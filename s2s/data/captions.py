@@ -336,7 +336,7 @@ class CaptionData(L.LightningDataModule):
     Args:
         train: The training split (also trains the tokenizer).
         val: The validation split.
-        test: The split for ``s2s test``.
+        test: The split for ``s2s test``, and for ``s2s predict`` (no split of its own).
         vocab_size: Upper bound on the subword vocabulary size.
         tokenizer_type: SentencePiece model type.
         lowercase: Lowercase every caption (training and references), as most captioning work does.
@@ -436,7 +436,7 @@ class CaptionData(L.LightningDataModule):
             self.datasets["train"] = self._train_set()
         if stage in ("fit", "validate"):
             self.datasets["val"] = self._eval_set("val")
-        if stage == "test":
+        if stage in ("test", "predict"):
             self.datasets["test"] = self._eval_set("test")
 
     def _train_set(self) -> CaptionDataset:
@@ -494,3 +494,7 @@ class CaptionData(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The test split's images: ``s2s predict`` writes the captions ``s2s test`` scores."""
+        return self.test_dataloader()

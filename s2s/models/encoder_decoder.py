@@ -2,22 +2,26 @@
 
 A subclass supplies ``encode(batch) -> EncoderOutput`` and an ``RNNDecoder``; this class turns
 them into a :class:`~s2s.decoding.interface.StepDecoder`, trains with teacher forcing, and
-evaluates by decoding whole validation/test sets with corpus BLEU and chrF. Batches are any object
-with ``tgt`` (B, T), ``indices`` (B,) and ``refs`` (one reference or a list of references per item).
+evaluates by decoding whole validation/test sets with corpus BLEU and chrF, and predicts
+(``s2s predict``) by writing the test-time hypotheses to a file. Batches are any object with
+``tgt`` (B, T), ``indices`` (B,) and ``refs`` (one reference or a list of references per item);
+prediction needs only ``indices``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import lightning as L
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
 from s2s.checkpoint import TokenizersInCheckpoint, read_checkpoint
@@ -29,6 +33,7 @@ from s2s.optim import OptimConfig, configure_optimizers
 from s2s.tokenizer import PAD_ID
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -148,7 +153,23 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
         self._collect(batch, hyps)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._collect(batch, [nbest[0] for nbest in beam_search(self, batch, self.search)])
+        self._collect(batch, self._best_hypotheses(batch))
+
+    def predict_step(self, batch: Any, batch_idx: int) -> list[tuple[int, str]]:
+        """``(position in the data, detokenized hypothesis)`` of each item, decoded as
+        :meth:`test_step` decodes; :class:`HypothesesFile` writes them in the data's order."""
+        texts = self._texts(self._best_hypotheses(batch))
+        return list(zip(batch.indices.tolist(), texts, strict=True))
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        return [HypothesesFile()]
+
+    def _best_hypotheses(self, batch: Any) -> list[Hypothesis]:
+        """The best hypothesis of the beam search of each item, with the model's search options."""
+        return [nbest[0] for nbest in beam_search(self, batch, self.search)]
+
+    def _texts(self, hyps: list[Hypothesis]) -> list[str]:
+        return [self.tokenizers["tgt"].decode(h.tokens) for h in hyps]
 
     def on_validation_epoch_start(self) -> None:
         self._decoded.clear()
@@ -181,19 +202,14 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
                 **{f"test/{name}": value for name, value in extra.items()},
             }
         )
-        # Every rank asks: under DDP, trainer.log_dir is a broadcast from rank 0.
-        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        out = write_log_file(self.trainer, "test_hypotheses.txt", hyps)
         if self.trainer.is_global_zero:
-            out = Path(log_dir) / "test_hypotheses.txt"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
             print("".join(f"{name} = {value:.2f}\n" for name, value in extra.items()), end="")
             print(f"{scores}\nhypotheses: {out}")
 
     def _collect(self, batch: Any, hyps: list[Hypothesis]) -> None:
         refs = [[r] if isinstance(r, str) else list(r) for r in batch.refs]
-        texts = [self.tokenizers["tgt"].decode(h.tokens) for h in hyps]
-        self._decoded.append(_Decoded(batch.indices.tolist(), texts, refs))
+        self._decoded.append(_Decoded(batch.indices.tolist(), self._texts(hyps), refs))
 
     def extra_scores(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
         """Corpus metrics a model adds to BLEU and chrF at validation and test; none here."""
@@ -202,17 +218,13 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
     def _corpus_scores(self) -> tuple[CorpusScores, list[str], dict[str, float]]:
         """Scores over the whole split: every rank's hypotheses, each example exactly once; then
         the hypotheses and :meth:`extra_scores`."""
-        parts = _all_gather(self._decoded)
-        items = sorted(
-            (i, h, r)
-            for part in parts
+        items = _in_data_order(
+            (i, (h, r))
+            for part in _all_gather(self._decoded)
             for d in part
             for i, h, r in zip(d.indices, d.hyps, d.refs, strict=True)
         )
-        indices = [i for i, _, _ in items]
-        if len(set(indices)) != len(indices):
-            raise RuntimeError("an evaluation example was decoded twice: check the batch sampler")
-        hyps, refs = [h for _, h, _ in items], [r for _, _, r in items]
+        hyps, refs = [h for h, _ in items], [r for _, r in items]
         return corpus_scores(hyps, refs), hyps, self.extra_scores(hyps, refs)
 
     # --- checkpoints
@@ -233,6 +245,45 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
                 f"architecture and vocabularies ({e})"
             ) from None
         log.info("Starting from the weights and tokenizers of %s", path)
+
+
+class HypothesesFile(BasePredictionWriter):
+    """Writes the hypotheses of ``s2s predict``, every rank's, one line per input in the data's
+    order, to ``<log dir>/predictions.txt`` (beside ``s2s test``'s ``test_hypotheses.txt``)."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="epoch")
+
+    def write_on_epoch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        predictions: Sequence[list[tuple[int, str]]],
+        batch_indices: Sequence[Any],
+    ) -> None:
+        hyps = _in_data_order(item for part in _all_gather(predictions) for b in part for item in b)
+        out = write_log_file(trainer, "predictions.txt", hyps)
+        if trainer.is_global_zero:
+            print(f"predictions: {out}")
+
+
+def write_log_file(trainer: L.Trainer, name: str, lines: list[str]) -> Path:
+    """``lines`` into ``<log dir>/name``, written by rank 0. Every rank must call it: under DDP,
+    ``trainer.log_dir`` is a broadcast from rank 0."""
+    out = Path(trainer.log_dir or trainer.default_root_dir) / name
+    if trainer.is_global_zero:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return out
+
+
+def _in_data_order(items: Iterable[tuple[int, T]]) -> list[T]:
+    """The values of ``(position in the data, value)`` pairs in the data's order."""
+    items = sorted(items, key=lambda item: item[0])
+    positions = [i for i, _ in items]
+    if len(set(positions)) != len(positions):
+        raise RuntimeError("an example was decoded twice: check the batch sampler")
+    return [value for _, value in items]
 
 
 def _all_gather(obj: Any) -> list[Any]:

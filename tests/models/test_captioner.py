@@ -7,6 +7,7 @@ from s2s.checkpoint import load_model
 from s2s.data import CaptionData, TsvCaptions
 from s2s.data.captions import image_batch, load_image
 from s2s.decoding import SearchConfig, beam_search, greedy
+from s2s.io import read_lines
 from s2s.models import Captioner
 from s2s.optim import OptimConfig
 
@@ -126,6 +127,27 @@ def test_attention_penalty_by_hand():
     assert model.attention_penalty(None, both) == 0.0
     no_attention = tiny_captioner(300, attention="none")
     assert no_attention.decoder.attention is None
+
+
+def test_predict_captions_the_test_split_as_test_does(overfit, tmp_path):
+    """CaptionData has no predict split: ``s2s predict`` captions the test split's images, one
+    line per image in order, the lines ``s2s test`` writes."""
+    model, images, _ = overfit
+    source = TsvCaptions(str(images / "captions.tsv"))
+    data = CaptionData(
+        source,
+        source,
+        source,
+        tokenizer_type="bpe",
+        vocab_size=320,
+        cache_dir=str(images.parent / "cache"),
+    )
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.test(model, data)
+    trainer.predict(model, data)
+    expected = [caption(*c) for c in SCENES.values()]
+    assert read_lines(tmp_path / "test_hypotheses.txt") == expected
+    assert read_lines(tmp_path / "predictions.txt") == expected
 
 
 def test_param_groups_give_the_encoder_its_learning_rate():
