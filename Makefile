@@ -17,7 +17,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
+# The demo starts afresh: it removes its own earlier run (s2s fit refuses to overwrite a run).
 demo: setup
+	rm -rf $(DEMO)
 	$(call timed,translator training,$(BIN)/s2s fit --config recipes/multi30k_de_en_demo.yaml)
 	printf '%s\n' 'Ein Mann fährt Fahrrad auf einer Straße.' \
 	    'Zwei Kinder spielen im Sand am Strand.' 'Eine Frau mit einem roten Hut liest ein Buch.' \
@@ -26,6 +28,7 @@ demo: setup
 	$(MAKE) caption-demo
 
 caption-demo: setup data/shapes/train.tsv
+	rm -rf $(CAPTION_DEMO)
 	$(call timed,captioner training,$(BIN)/s2s fit --config recipes/shapes_caption_demo.yaml)
 	$(BIN)/s2s-caption --ckpt $(CAPTION_DEMO)/checkpoints/best.ckpt \
 	    --attention-png $(CAPTION_DEMO)/attention data/shapes/test/0000[012].png
