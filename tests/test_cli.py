@@ -136,9 +136,11 @@ def test_test_reports_scores_of_its_hypotheses_file(copy_run, tmp_path, capsys):
     metrics = cli.trainer.callback_metrics
     assert float(metrics["test/bleu"]) == pytest.approx(expected.bleu, abs=1e-4)
     assert float(metrics["test/chrf"]) == pytest.approx(expected.chrf, abs=1e-4)
+    assert float(metrics["test/bleu_lc_tok"]) == pytest.approx(expected.bleu_lc_tok, abs=1e-4)
     out = capsys.readouterr().out
     assert re.search(rf"BLEU = {expected.bleu:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
     assert re.search(rf"chrF = {expected.chrf:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
+    assert re.search(rf"BLEU lowercased = {expected.bleu_lc_tok:.2f} \(nrefs:1\|case:lc\|", out)
 
 
 def test_fit_shows_the_data_modules_info_records(tmp_path):

@@ -1,4 +1,5 @@
 import pytest
+from sacrebleu.metrics import BLEU
 
 from s2s.metrics import corpus_scores
 
@@ -40,6 +41,19 @@ def test_report_shows_scores_and_signatures():
     text = str(corpus_scores(["a b c d"], [["a b c e"]]))
     assert text.startswith("BLEU = 59.46 (nrefs:1|")
     assert "\nchrF = 47.92 (nrefs:1|" in text
+
+
+def test_lowercased_tokenized_bleu_is_sacrebleus():
+    """Case and glued punctuation differ from the references: the literature's lowercased BLEU on
+    13a-tokenized text forgives the case, cased BLEU does not."""
+    hyps = ["A man in a blue T-Shirt, smiling.", "Two DOGS run on the grass!"]
+    refs = [["a man in a blue t-shirt , smiles ."], ["Two dogs are running on grass !"]]
+    scores = corpus_scores(hyps, refs)
+    expected = BLEU(lowercase=True, tokenize="13a").corpus_score(hyps, [[r[0] for r in refs]])
+    assert scores.bleu_lc_tok == pytest.approx(expected.score)
+    assert scores.bleu_lc_tok > scores.bleu + 10
+    assert scores.bleu_lc_tok_signature.startswith("nrefs:1|case:lc|eff:no|tok:13a|smooth:exp|")
+    assert f"\nBLEU lowercased = {expected.score:.2f} (nrefs:1|case:lc|" in str(scores)
 
 
 def test_count_mismatch_is_a_clear_error():

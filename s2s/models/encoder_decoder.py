@@ -199,6 +199,7 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
             {
                 "test/bleu": scores.bleu,
                 "test/chrf": scores.chrf,
+                "test/bleu_lc_tok": scores.bleu_lc_tok,
                 **{f"test/{name}": value for name, value in extra.items()},
             }
         )
