@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import os
+import select
 import sys
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 
@@ -13,10 +15,11 @@ class DataError(ValueError):
     """Bad input data: the message names the file (and line where it applies)."""
 
 
-def decode_lines(raw_lines: Iterable[bytes], name: str) -> list[str]:
-    """UTF-8 lines without line endings; ``name`` labels errors."""
+def decode_lines(raw_lines: Iterable[bytes], name: str, first_lineno: int = 1) -> list[str]:
+    """UTF-8 lines without line endings; ``name`` and the line numbers from ``first_lineno``
+    label errors."""
     lines = []
-    for lineno, raw in enumerate(raw_lines, start=1):
+    for lineno, raw in enumerate(raw_lines, start=first_lineno):
         try:
             lines.append(raw.decode("utf-8").rstrip("\r\n"))
         except UnicodeDecodeError as e:
@@ -38,6 +41,45 @@ def read_lines(path: str | Path) -> list[str]:
             return decode_lines(f, str(path))
     except (OSError, EOFError, zlib.error) as e:  # truncated or corrupt gzip
         raise DataError(f"{path}: cannot read ({e})") from None
+
+
+def read_line_runs(path: str | Path, max_lines: int) -> Iterator[list[str]]:
+    """The lines of ``path`` (as :func:`read_lines` reads them) in consecutive runs of at most
+    ``max_lines``.
+
+    A file is read (and checked) at once. Stdin is read as it comes: a run ends where no more
+    input is available without waiting, so a program fed line by line (a terminal, a pipe from
+    an interactive producer) gets each line as soon as it arrives, while input available all at
+    once still fills runs. A bad line of stdin is an error only when its run is reached.
+    """
+    if str(path) != "-":
+        lines = read_lines(path)
+        return (lines[i : i + max_lines] for i in range(0, len(lines), max_lines))
+    return _available_runs(sys.stdin.buffer.fileno(), "<stdin>", max_lines)
+
+
+def _available_runs(fd: int, name: str, max_lines: int) -> Iterator[list[str]]:
+    """Runs of complete lines read from file descriptor ``fd``: full ones, or whatever is
+    complete when reading more would wait. Reads the descriptor itself, below Python's buffers,
+    which would hide available input from ``select``."""
+    lines: list[bytes] = []
+    pending = b""  # a line not yet complete
+    lineno = 1
+    eof = False
+    while not eof:
+        block = os.read(fd, 1 << 16)  # waits for input
+        eof = not block
+        *complete, pending = (pending + block).split(b"\n")
+        lines += [*complete, pending] if eof and pending else complete
+        while lines and (eof or len(lines) >= max_lines or not _readable(fd)):
+            run, lines = lines[:max_lines], lines[max_lines:]
+            yield decode_lines(run, name, first_lineno=lineno)
+            lineno += len(run)
+
+
+def _readable(fd: int) -> bool:
+    """Whether reading ``fd`` would return at once (input or end of input)."""
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str]]:

@@ -2,7 +2,9 @@
 
 Every input line gives exactly one output line (an empty line gives an empty line); with
 ``--n-best N`` each input line gives N consecutive lines, best first. Outputs are written and
-flushed batch by batch, in input order, so an interrupted run keeps the lines it finished.
+flushed batch by batch, in input order, so an interrupted run keeps the lines it finished. Stdin
+is translated as it comes: a line fed alone (a terminal, an interactive pipe) is answered before
+the next one arrives, while input available at once is batched.
 """
 
 from __future__ import annotations
@@ -10,20 +12,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TextIO
 
 from s2s.data.translation import TranslationBatch, make_batches
 from s2s.decoding import Hypothesis, SamplingConfig, SearchConfig, beam_search, sample
-from s2s.io import DataError, read_lines
+from s2s.io import DataError, read_line_runs
 from s2s.models.seq2seq import Seq2Seq
 from s2s.scripts import add_device_arguments, load_model_of_type, sampling_config, search_config
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_heatmap
 
-CHUNK_LINES = 1000  # consecutive input lines batched together: a kill loses at most their work
+CHUNK_LINES = 1000  # most consecutive input lines batched together: a kill loses their work
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,22 +53,39 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     model = load_model_of_type(args, Seq2Seq, "s2s-translate")
-    try:
-        lines = read_lines(args.input)
-    except DataError as e:
-        sys.exit(f"s2s-translate: {e}")
+    search = search_config(model.search, args, "s2s-translate")
+    config = sampling_config(search, args, "s2s-translate") if args.sample else search
     if args.attention_png and model.decoder.attention is None:
         sys.exit("s2s-translate: this model has no attention to draw")
-    with open_output(args.output) as out:
-        if args.attention_png:
-            args.attention_png.mkdir(parents=True, exist_ok=True)
-        for done in translations(model, lines, args):
+    try:
+        runs = read_line_runs(args.input, CHUNK_LINES)
+        with open_output(args.output) as out:
+            if args.attention_png:
+                args.attention_png.mkdir(parents=True, exist_ok=True)
+            write_translations(model, runs, config, args, out)
+    except DataError as e:
+        sys.exit(f"s2s-translate: {e}")
+
+
+def write_translations(
+    model: Seq2Seq,
+    runs: Iterable[list[str]],
+    config: SearchConfig | SamplingConfig,
+    args: argparse.Namespace,
+    out: TextIO,
+) -> None:
+    """The translations of consecutive runs of input lines into ``out``, flushed batch by batch
+    (a killed run keeps every line written so far; a streaming reader gets its answers)."""
+    start = 0  # line number of the run's first line, from 0
+    for lines in runs:
+        for done in translations(model, lines, config, args):
             for i, nbest in done:
                 # An empty line gives empty lines, whatever the model would make of it.
                 out.writelines(tgt_text(model, lines[i], hyp) + "\n" for hyp in nbest)
                 if args.attention_png and lines[i].strip():
-                    draw_attention(model, lines[i], nbest[0], args, i)
-            out.flush()  # a killed run keeps every line written so far
+                    draw_attention(model, lines[i], nbest[0], args, start + i)
+            out.flush()
+        start += len(lines)
 
 
 def open_output(path: str) -> AbstractContextManager[TextIO]:
@@ -80,31 +99,27 @@ def open_output(path: str) -> AbstractContextManager[TextIO]:
 
 
 def translations(
-    model: Seq2Seq, lines: list[str], args: argparse.Namespace
+    model: Seq2Seq,
+    lines: list[str],
+    config: SearchConfig | SamplingConfig,
+    args: argparse.Namespace,
 ) -> Iterator[list[tuple[int, list[Hypothesis]]]]:
-    """After each batch, the lines newly translated in input order: (line number, n-best).
+    """After each batch, the lines newly translated in input order: (index in ``lines``, n-best).
 
-    Lines are batched by length within chunks of ``CHUNK_LINES`` consecutive lines, so the
-    translated prefix of the input grows batch by batch.
+    Lines are batched by length, so the translated prefix of ``lines`` grows batch by batch.
     """
-    search = search_config(model.search, args, "s2s-translate")
-    config = sampling_config(search, args, "s2s-translate") if args.sample else search
+    outputs: list[list[Hypothesis] | None] = [None] * len(lines)
+    done = 0
     src_tok = model.tokenizers["src"]
-    for start in range(0, len(lines), CHUNK_LINES):
-        chunk = lines[start : start + CHUNK_LINES]
-        outputs: list[list[Hypothesis] | None] = [None] * len(chunk)
-        done = 0
-        for batch in make_batches(
-            chunk, src_tok, max_tokens=args.max_tokens, max_len=args.max_src_len
-        ):
-            batch.src = batch.src.to(args.device)
-            batch.src_lengths = batch.src_lengths.to(args.device)
-            for i, nbest in zip(batch.indices.tolist(), decode(model, batch, config), strict=True):
-                outputs[i] = nbest
-            first = done
-            while done < len(chunk) and outputs[done] is not None:
-                done += 1
-            yield [(start + i, outputs[i]) for i in range(first, done)]
+    for batch in make_batches(lines, src_tok, max_tokens=args.max_tokens, max_len=args.max_src_len):
+        batch.src = batch.src.to(args.device)
+        batch.src_lengths = batch.src_lengths.to(args.device)
+        for i, nbest in zip(batch.indices.tolist(), decode(model, batch, config), strict=True):
+            outputs[i] = nbest
+        first = done
+        while done < len(lines) and outputs[done] is not None:
+            done += 1
+        yield [(i, outputs[i]) for i in range(first, done)]
 
 
 def decode(

@@ -1,8 +1,12 @@
-import io
+import os
+import queue
+import subprocess
 import sys
+import threading
 
 import pytest
 import torch
+from tiny import subprocess_env
 
 from s2s.checkpoint import load_model
 from s2s.data import make_batches
@@ -49,10 +53,62 @@ def test_output_equals_python_decoding(tmp_path, ckpt, input_file):
 
 
 def test_stdin_to_stdout(ckpt, input_file, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(input_file.read_bytes())))
-    main(["--ckpt", str(ckpt)])
+    with input_file.open(encoding="utf-8") as stdin:  # stdin is read by its file descriptor
+        monkeypatch.setattr(sys, "stdin", stdin)
+        main(["--ckpt", str(ckpt)])
     from_files = translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file))
     assert capsys.readouterr().out == "".join(line + "\n" for line in from_files)
+
+
+def test_stdin_is_answered_line_by_line(ckpt, tmp_path):
+    """Each line fed alone is answered before the next one is sent (a hang fails in 60 s)."""
+    model = load_model(ckpt)
+    stderr = tmp_path / "stderr.txt"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "s2s.scripts.translate", "--ckpt", str(ckpt)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            env=subprocess_env(),
+            text=True,
+        )
+    answers: queue.Queue[str] = queue.Queue()
+    reader = threading.Thread(target=lambda: list(map(answers.put, proc.stdout)), daemon=True)
+    reader.start()  # the answers, as they come
+    try:
+        for line in ["a b c", "h g f e d", ""]:
+            proc.stdin.write(line + "\n")
+            proc.stdin.flush()
+            expected = python_translation(model, line) if line else ""
+            try:
+                assert answers.get(timeout=60) == expected + "\n"
+            except queue.Empty:
+                pytest.fail(f"no answer to {line!r} in 60 s; stderr:\n{stderr.read_text()[-3000:]}")
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+        assert answers.empty()
+    finally:
+        proc.kill()
+
+
+def test_stdin_available_at_once_is_batched(ckpt, tmp_path, monkeypatch):
+    """Lines already in a pipe are decoded together, not one by one."""
+    read, write = os.pipe()
+    os.write(write, b"a b c\n" * 6)
+    os.close(write)
+    sizes = []
+
+    def recording_beam_search(model, batch, search):
+        sizes.append(len(batch.indices))
+        return beam_search(model, batch, search)
+
+    monkeypatch.setattr(translate_script, "beam_search", recording_beam_search)
+    with os.fdopen(read, encoding="utf-8") as stdin:
+        monkeypatch.setattr(sys, "stdin", stdin)
+        outputs = translate(tmp_path, "--ckpt", str(ckpt))
+    assert sizes == [6]
+    assert len(outputs) == 6
 
 
 def test_n_best(tmp_path, ckpt, input_file):
