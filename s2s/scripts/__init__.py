@@ -13,6 +13,7 @@ import torch
 from s2s.checkpoint import load_model
 from s2s.decoding import SamplingConfig, SearchConfig
 from s2s.decoding.config import Constraints
+from s2s.decoding.ensemble import Ensemble
 
 M = TypeVar("M", bound=L.LightningModule)
 
@@ -35,12 +36,34 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
 def load_model_of_type(args: argparse.Namespace, model_type: type[M], prog: str) -> M:
     """The model of ``args.ckpt`` on ``args.device`` in ``args.dtype``; exits with one line naming
     the file if it cannot be read or holds another kind of model than the script decodes with."""
+    return _load(args.ckpt, args, model_type, prog)
+
+
+def load_ensemble_of_type(
+    args: argparse.Namespace, model_type: type[M], prog: str
+) -> tuple[M | Ensemble, M]:
+    """What to decode with: the model of ``args.ckpt`` (a list of paths), or the
+    :class:`Ensemble` of the models of several; and the first model, whose tokenizers and search
+    settings serve them all. Members with other tokenizers are a one-line error naming both."""
+    models = [_load(path, args, model_type, prog) for path in args.ckpt]
+    for path, model in zip(args.ckpt[1:], models[1:], strict=True):
+        if model.tokenizers != models[0].tokenizers:
+            sys.exit(f"{prog}: {path} and {args.ckpt[0]}: different vocabularies, cannot ensemble")
+    return (models[0] if len(models) == 1 else Ensemble(models)), models[0]
+
+
+def members(decoder: M | Ensemble) -> list[M]:
+    """The models of ``decoder``: an ensemble's members, or the model itself."""
+    return decoder.members if isinstance(decoder, Ensemble) else [decoder]
+
+
+def _load(path: str, args: argparse.Namespace, model_type: type[M], prog: str) -> M:
     try:
-        model = load_model(args.ckpt, map_location=args.device, dtype=args.dtype)
+        model = load_model(path, map_location=args.device, dtype=args.dtype)
     except ValueError as e:
         sys.exit(f"{prog}: {e}")
     if not isinstance(model, model_type):
-        sys.exit(f"{prog}: {args.ckpt} holds a {type(model).__name__}, not a {model_type.__name__}")
+        sys.exit(f"{prog}: {path} holds a {type(model).__name__}, not a {model_type.__name__}")
     return model
 
 

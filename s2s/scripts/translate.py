@@ -17,11 +17,18 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TextIO
 
-from s2s.data.translation import TranslationBatch, make_batches
-from s2s.decoding import Hypothesis, SamplingConfig, SearchConfig, beam_search, sample
+from s2s.data.translation import make_batches
+from s2s.decoding import Hypothesis, SamplingConfig, SearchConfig, decode
+from s2s.decoding.ensemble import Ensemble
 from s2s.io import DataError, read_line_runs
 from s2s.models.seq2seq import Seq2Seq
-from s2s.scripts import add_device_arguments, load_model_of_type, sampling_config, search_config
+from s2s.scripts import (
+    add_device_arguments,
+    load_ensemble_of_type,
+    members,
+    sampling_config,
+    search_config,
+)
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_heatmap
 
@@ -30,7 +37,12 @@ CHUNK_LINES = 1000  # most consecutive input lines batched together: a kill lose
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="s2s-translate", description=__doc__)
-    p.add_argument("--ckpt", required=True, help="checkpoint written by `s2s fit`")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        action="append",
+        help="checkpoint written by `s2s fit`; repeated, the models decode as one ensemble",
+    )
     p.add_argument("--input", default="-", help="text file (plain or .gz); - for stdin")
     p.add_argument("--output", default="-", help="output file; - for stdout")
     p.add_argument("--beam", type=int, help="beam size (default: the recipe's)")
@@ -52,33 +64,35 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    model = load_model_of_type(args, Seq2Seq, "s2s-translate")
+    decoder, model = load_ensemble_of_type(args, Seq2Seq, "s2s-translate")
     search = search_config(model.search, args, "s2s-translate")
     config = sampling_config(search, args, "s2s-translate") if args.sample else search
-    if args.attention_png and model.decoder.attention is None:
+    if args.attention_png and any(m.decoder.attention is None for m in members(decoder)):
         sys.exit("s2s-translate: this model has no attention to draw")
     try:
         runs = read_line_runs(args.input, CHUNK_LINES)
         with open_output(args.output) as out:
             if args.attention_png:
                 args.attention_png.mkdir(parents=True, exist_ok=True)
-            write_translations(model, runs, config, args, out)
+            write_translations(model, decoder, runs, config, args, out)
     except DataError as e:
         sys.exit(f"s2s-translate: {e}")
 
 
 def write_translations(
     model: Seq2Seq,
+    decoder: Seq2Seq | Ensemble,
     runs: Iterable[list[str]],
     config: SearchConfig | SamplingConfig,
     args: argparse.Namespace,
     out: TextIO,
 ) -> None:
     """The translations of consecutive runs of input lines into ``out``, flushed batch by batch
-    (a killed run keeps every line written so far; a streaming reader gets its answers)."""
+    (a killed run keeps every line written so far; a streaming reader gets its answers).
+    ``decoder`` decodes (``model`` or an ensemble with it); ``model``'s tokenizers serve."""
     start = 0  # line number of the run's first line, from 0
     for lines in runs:
-        for done in translations(model, lines, config, args):
+        for done in translations(model, decoder, lines, config, args):
             for i, nbest in done:
                 # An empty line gives empty lines, whatever the model would make of it.
                 out.writelines(tgt_text(model, lines[i], hyp) + "\n" for hyp in nbest)
@@ -100,6 +114,7 @@ def open_output(path: str) -> AbstractContextManager[TextIO]:
 
 def translations(
     model: Seq2Seq,
+    decoder: Seq2Seq | Ensemble,
     lines: list[str],
     config: SearchConfig | SamplingConfig,
     args: argparse.Namespace,
@@ -114,21 +129,12 @@ def translations(
     for batch in make_batches(lines, src_tok, max_tokens=args.max_tokens, max_len=args.max_src_len):
         batch.src = batch.src.to(args.device)
         batch.src_lengths = batch.src_lengths.to(args.device)
-        for i, nbest in zip(batch.indices.tolist(), decode(model, batch, config), strict=True):
+        for i, nbest in zip(batch.indices.tolist(), decode(decoder, batch, config), strict=True):
             outputs[i] = nbest
         first = done
         while done < len(lines) and outputs[done] is not None:
             done += 1
         yield [(i, outputs[i]) for i in range(first, done)]
-
-
-def decode(
-    model: Seq2Seq, batch: TranslationBatch, config: SearchConfig | SamplingConfig
-) -> list[list[Hypothesis]]:
-    """The n-best lists of a batch: beam search, or one sample each."""
-    if isinstance(config, SamplingConfig):
-        return [[h] for h in sample(model, batch, config)]
-    return beam_search(model, batch, config)
 
 
 def tgt_text(model: Seq2Seq, line: str, hyp: Hypothesis) -> str:

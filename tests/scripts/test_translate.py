@@ -6,12 +6,13 @@ import threading
 
 import pytest
 import torch
+from sentencepiece import sentencepiece_model_pb2
 from tiny import subprocess_env
 
+from s2s import decoding
 from s2s.checkpoint import load_model
 from s2s.data import make_batches
 from s2s.decoding import beam_search
-from s2s.scripts import translate as translate_script
 from s2s.scripts.translate import main
 
 LINES = ["a b c", "", "h g f e d", "b", "c a c a g h"]
@@ -103,7 +104,7 @@ def test_stdin_available_at_once_is_batched(ckpt, tmp_path, monkeypatch):
         sizes.append(len(batch.indices))
         return beam_search(model, batch, search)
 
-    monkeypatch.setattr(translate_script, "beam_search", recording_beam_search)
+    monkeypatch.setattr(decoding, "beam_search", recording_beam_search)
     with os.fdopen(read, encoding="utf-8") as stdin:
         monkeypatch.setattr(sys, "stdin", stdin)
         outputs = translate(tmp_path, "--ckpt", str(ckpt))
@@ -200,7 +201,7 @@ def test_generated_line_breaks_stay_on_one_line(ckpt):
 
 
 def test_missing_output_folder_fails_before_decoding(tmp_path, ckpt, input_file, monkeypatch):
-    monkeypatch.setattr(translate_script, "beam_search", None)  # decoding would crash
+    monkeypatch.setattr(decoding, "beam_search", None)  # decoding would crash
     out = tmp_path / "missing" / "out.txt"
     with pytest.raises(SystemExit) as exit_info:
         main(["--ckpt", str(ckpt), "--input", str(input_file), "--output", str(out)])
@@ -221,7 +222,7 @@ def test_a_killed_run_keeps_the_lines_translated(tmp_path, ckpt, monkeypatch):
             raise KeyboardInterrupt
         return beam_search(model, batch, search)
 
-    monkeypatch.setattr(translate_script, "beam_search", beam_search_then_kill)
+    monkeypatch.setattr(decoding, "beam_search", beam_search_then_kill)
     out = tmp_path / "output.txt"
     with pytest.raises(KeyboardInterrupt):
         main(["--ckpt", str(ckpt), "--input", str(src), "--output", str(out), "--max-tokens", "16"])
@@ -235,14 +236,14 @@ def test_sampling_keeps_the_recipes_constraints(tmp_path, ckpt, input_file, monk
     state["hyper_parameters"]["search"].update(min_len=9, no_repeat_ngram_size=1, max_len_b=20)
     constrained = tmp_path / "constrained.ckpt"
     torch.save(state, constrained)
-    sampled, real_sample = [], translate_script.sample
+    sampled, real_sample = [], decoding.sample
 
     def recording_sample(model, batch, config):
         hyps = real_sample(model, batch, config)
         sampled.extend(hyp.tokens for hyp in hyps)
         return hyps
 
-    monkeypatch.setattr(translate_script, "sample", recording_sample)
+    monkeypatch.setattr(decoding, "sample", recording_sample)
     args = [
         "--ckpt",
         str(constrained),
@@ -268,3 +269,29 @@ def test_sampling_keeps_the_recipes_constraints(tmp_path, ckpt, input_file, monk
 def test_bad_decoding_options_are_one_line(tmp_path, ckpt, input_file, args, message):
     with pytest.raises(SystemExit, match=f"^s2s-translate: {message}$"):
         translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file), *args)
+
+
+def test_an_ensemble_of_two_copies_translates_as_the_model(tmp_path, ckpt, input_file, monkeypatch):
+    alone = translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file), "--n-best", "2")
+    decoders, real_beam_search = [], decoding.beam_search
+
+    def recording_beam_search(decoder, batch, config):
+        decoders.append(decoder)
+        return real_beam_search(decoder, batch, config)
+
+    monkeypatch.setattr(decoding, "beam_search", recording_beam_search)
+    twice = ["--ckpt", str(ckpt), "--ckpt", str(ckpt), "--input", str(input_file), "--n-best", "2"]
+    assert translate(tmp_path, *twice) == alone
+    assert {len(decoder.members) for decoder in decoders} == {2}  # decoded as an ensemble
+
+
+def test_an_ensemble_needs_one_vocabulary(tmp_path, ckpt, input_file):
+    state = torch.load(ckpt, weights_only=True)
+    proto = sentencepiece_model_pb2.ModelProto.FromString(state["tokenizers"]["tgt"])
+    proto.pieces[10].score -= 1.0  # another vocabulary's segmentation
+    state["tokenizers"]["tgt"] = proto.SerializeToString()
+    other = tmp_path / "other.ckpt"
+    torch.save(state, other)
+    message = f"^s2s-translate: {other} and {ckpt}: different vocabularies, cannot ensemble$"
+    with pytest.raises(SystemExit, match=message):
+        translate(tmp_path, "--ckpt", str(ckpt), "--ckpt", str(other), "--input", str(input_file))
