@@ -80,9 +80,11 @@ def config(work: Path, data_dir: Path, **trainer: Any) -> dict[str, Any]:
             "init_args": {
                 "data_dir": str(data_dir),
                 "test_split": "test",
-                "vocab_size": 400,
-                "tokenizer_type": "bpe",  # whole words on this corpus: 8-10 tokens a sentence
-                "cache_dir": str(work / "tokenizers"),
+                "tokenizer": {
+                    "type": "bpe",  # whole words on this corpus: 8-10 tokens a sentence
+                    "vocab_size": 400,
+                    "cache_dir": str(work / "tokenizers"),
+                },
                 "max_len": 30,
                 "max_tokens": 40,
                 "eval_max_tokens": 200,

@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -47,7 +45,7 @@ from torch.utils.data import DataLoader, Dataset
 from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
 from s2s.io import DataError, read_lines
 from s2s.nn.image_encoder import Preprocessing
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -337,10 +335,8 @@ class CaptionData(L.LightningDataModule):
         train: The training split (also trains the tokenizer).
         val: The validation split.
         test: The split for ``s2s test``, and for ``s2s predict`` (no split of its own).
-        vocab_size: Upper bound on the subword vocabulary size.
-        tokenizer_type: SentencePiece model type.
+        tokenizer: How the tokenizer is trained.
         lowercase: Lowercase every caption (training and references), as most captioning work does.
-        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
         max_len: Training captions longer than this many subwords are dropped.
         batch_size: Pairs per training batch.
         eval_batch_size: Images per validation or test batch.
@@ -354,10 +350,8 @@ class CaptionData(L.LightningDataModule):
         train: CaptionSource,
         val: CaptionSource,
         test: CaptionSource | None = None,
-        vocab_size: int = 8000,
-        tokenizer_type: Literal["unigram", "bpe"] = "unigram",
+        tokenizer: TokenizerConfig = TokenizerConfig(),
         lowercase: bool = True,
-        cache_dir: str = ".cache/tokenizers",
         max_len: int = 50,
         batch_size: int = 32,
         eval_batch_size: int = 64,
@@ -367,10 +361,8 @@ class CaptionData(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.sources = {"train": train, "val": val, "test": test}
-        self.vocab_size = vocab_size
-        self.tokenizer_type = tokenizer_type
+        self.tokenizer_config = tokenizer
         self.lowercase = lowercase
-        self.cache_dir = Path(cache_dir)
         self.max_len = max_len
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.augment = augment
@@ -403,21 +395,8 @@ class CaptionData(L.LightningDataModule):
     @cached_property
     def tgt_tokenizer(self) -> Tokenizer:
         """Trained on the training captions on first use, or loaded from the cache."""
-        captions = [c + "\n" for item in self._train_items for c in item.captions]
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        # Tokenizer.train reads files and keys its cache by their content.
-        fd, path = tempfile.mkstemp(dir=self.cache_dir, suffix=".txt")
-        try:
-            with open(fd, "w", encoding="utf-8") as f:
-                f.writelines(captions)
-            return Tokenizer.train(
-                [path],
-                vocab_size=self.vocab_size,
-                model_type=self.tokenizer_type,
-                cache_dir=self.cache_dir,
-            )
-        finally:
-            os.unlink(path)  # also when reading or training fails
+        captions = [c for item in self._train_items for c in item.captions]
+        return Tokenizer.train_on_lines(captions, self.tokenizer_config)
 
     @property
     def tgt_vocab_size(self) -> int:

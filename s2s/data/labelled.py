@@ -16,14 +16,11 @@ is the sorted labels of the training split.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 import torch
@@ -32,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
 from s2s.io import DataError, read_lines
-from s2s.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from s2s.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -193,10 +190,7 @@ class LabelledData(L.LightningDataModule):
         train_split: str = "train",
         val_split: str = "val",
         test_split: str = "test",
-        vocab_size: int = 8000,
-        tokenizer_type: Literal["unigram", "bpe", "char"] = "unigram",
-        character_coverage: float = 1.0,
-        cache_dir: str = ".cache/tokenizers",
+        tokenizer: TokenizerConfig = TokenizerConfig(),
         max_len: int = 200,
         max_tokens: int = 4096,
         eval_max_tokens: int = 8192,
@@ -207,10 +201,7 @@ class LabelledData(L.LightningDataModule):
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
-        self.vocab_size = vocab_size
-        self.tokenizer_type = tokenizer_type
-        self.character_coverage = character_coverage
-        self.cache_dir = Path(cache_dir)
+        self.tokenizer_config = tokenizer
         self.max_len = max_len
         self.max_tokens, self.eval_max_tokens = max_tokens, eval_max_tokens
         self.num_workers = num_workers
@@ -242,22 +233,9 @@ class LabelledData(L.LightningDataModule):
     @cached_property
     def src_tokenizer(self) -> Tokenizer:
         """Trained on the training texts on first use, or loaded from the cache."""
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        # Tokenizer.train reads files and keys its cache by their content.
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=self.cache_dir, suffix=".txt", delete=False
-        ) as f:
-            f.writelines(row.text + "\n" for row in self._train_rows)
-        try:
-            return Tokenizer.train(
-                [f.name],
-                vocab_size=self.vocab_size,
-                model_type=self.tokenizer_type,
-                character_coverage=self.character_coverage,
-                cache_dir=self.cache_dir,
-            )
-        finally:
-            os.unlink(f.name)
+        return Tokenizer.train_on_lines(
+            (row.text for row in self._train_rows), self.tokenizer_config
+        )
 
     @property
     def src_vocab_size(self) -> int:
@@ -347,10 +325,7 @@ class ClassificationData(LabelledData):
         train_split: Split to train on (and to train the tokenizer and take the labels from).
         val_split: Split for validation.
         test_split: Split for ``s2s test``.
-        vocab_size: Upper bound on the subword vocabulary size (``char``: needs > 260).
-        tokenizer_type: SentencePiece model type.
-        character_coverage: Share of characters the tokenizer covers; rarer ones become bytes.
-        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
+        tokenizer: How the tokenizer is trained.
         max_len: Training texts with more subwords are dropped (with a warning).
         max_tokens: Token budget of a training batch, padding included.
         eval_max_tokens: Token budget of a validation or test batch.
@@ -368,10 +343,7 @@ class ClassificationData(LabelledData):
         train_split: str = "train",
         val_split: str = "val",
         test_split: str = "test",
-        vocab_size: int = 8000,
-        tokenizer_type: Literal["unigram", "bpe", "char"] = "unigram",
-        character_coverage: float = 1.0,
-        cache_dir: str = ".cache/tokenizers",
+        tokenizer: TokenizerConfig = TokenizerConfig(),
         max_len: int = 200,
         max_tokens: int = 4096,
         eval_max_tokens: int = 8192,
@@ -384,10 +356,7 @@ class ClassificationData(LabelledData):
             train_split=train_split,
             val_split=val_split,
             test_split=test_split,
-            vocab_size=vocab_size,
-            tokenizer_type=tokenizer_type,
-            character_coverage=character_coverage,
-            cache_dir=cache_dir,
+            tokenizer=tokenizer,
             max_len=max_len,
             max_tokens=max_tokens,
             eval_max_tokens=eval_max_tokens,
@@ -419,10 +388,7 @@ class TaggingData(LabelledData):
         train_split: Split to train on (and to train the tokenizer and take the tags from).
         val_split: Split for validation.
         test_split: Split for ``s2s test``.
-        vocab_size: Upper bound on the subword vocabulary size (``char``: needs > 260).
-        tokenizer_type: SentencePiece model type.
-        character_coverage: Share of characters the tokenizer covers; rarer ones become bytes.
-        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
+        tokenizer: How the tokenizer is trained.
         max_len: Training sentences with more subwords are dropped (with a warning).
         max_tokens: Token budget of a training batch, padding included.
         eval_max_tokens: Token budget of a validation or test batch.

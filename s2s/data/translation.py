@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 import torch
@@ -17,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from s2s.checkpoint import read_checkpoint
 from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
 from s2s.io import DataError, read_lines, read_parallel
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -119,12 +118,9 @@ class TranslationData(L.LightningDataModule):
         val_split: Split for validation.
         test_split: Split for ``s2s test``.
         predict_file: Source-only text file for ``s2s predict``; default: the test split's source.
-        vocab_size: Upper bound on the subword vocabulary size of each tokenizer.
+        tokenizer: How each tokenizer is trained.
         joint_vocab: One tokenizer trained on both languages (shared vocabulary), or one per
             language.
-        tokenizer_type: SentencePiece model type.
-        character_coverage: Share of characters the tokenizer covers; rarer ones become bytes.
-        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
         min_len: Training pairs with fewer subword tokens on either side are dropped.
         max_len: Training pairs with more subword tokens on either side are dropped; longer
             validation, test and predict sources are truncated.
@@ -145,11 +141,8 @@ class TranslationData(L.LightningDataModule):
         val_split: str = "val",
         test_split: str = "test_2016_flickr",
         predict_file: str | None = None,
-        vocab_size: int = 8000,
+        tokenizer: TokenizerConfig = TokenizerConfig(),
         joint_vocab: bool = True,
-        tokenizer_type: Literal["unigram", "bpe"] = "unigram",
-        character_coverage: float = 1.0,
-        cache_dir: str = ".cache/tokenizers",
         min_len: int = 1,
         max_len: int = 100,
         max_tokens: int = 4096,
@@ -164,11 +157,8 @@ class TranslationData(L.LightningDataModule):
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.train_split, self.val_split, self.test_split = train_split, val_split, test_split
         self.predict_file = predict_file
-        self.vocab_size = vocab_size
+        self.tokenizer_config = tokenizer
         self.joint_vocab = joint_vocab
-        self.tokenizer_type = tokenizer_type
-        self.character_coverage = character_coverage
-        self.cache_dir = cache_dir
         self.min_len, self.max_len = min_len, max_len
         self.max_tokens, self.eval_max_tokens = max_tokens, eval_max_tokens
         self.num_workers = num_workers
@@ -197,19 +187,11 @@ class TranslationData(L.LightningDataModule):
         src, tgt = (
             self._split_path(self.train_split, lang) for lang in (self.src_lang, self.tgt_lang)
         )
+        config = self.tokenizer_config
         if self.joint_vocab:
-            joint = self._train_tokenizer([src, tgt])
+            joint = Tokenizer.train([src, tgt], config)
             return joint, joint
-        return self._train_tokenizer([src]), self._train_tokenizer([tgt])
-
-    def _train_tokenizer(self, files: list[Path]) -> Tokenizer:
-        return Tokenizer.train(
-            files,
-            vocab_size=self.vocab_size,
-            model_type=self.tokenizer_type,
-            character_coverage=self.character_coverage,
-            cache_dir=self.cache_dir,
-        )
+        return Tokenizer.train([src], config), Tokenizer.train([tgt], config)
 
     @property
     def src_tokenizer(self) -> Tokenizer:
