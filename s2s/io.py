@@ -13,6 +13,15 @@ class DataError(ValueError):
     """Bad input data: the message names the file (and line where it applies)."""
 
 
+def plain_or_gz(path: Path, what: str) -> Path:
+    """``path``, else ``path.gz``: data files may be stored either way; ``what`` (which file was
+    wanted) completes the error when neither exists."""
+    for candidate in (path, path.with_name(path.name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{path}[.gz]: no such file ({what})")
+
+
 def decode_lines(raw_lines: Iterable[bytes], name: str) -> list[str]:
     """UTF-8 lines without line endings; ``name`` labels errors."""
     lines = []

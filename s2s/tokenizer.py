@@ -26,6 +26,7 @@ from s2s.io import DataError, read_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_IDS = frozenset((PAD_ID, UNK_ID, BOS_ID, EOS_ID))
+IGNORE = -100  # the label of positions that carry none (F.cross_entropy's default ignore_index)
 MAX_SENTENCE_BYTES = 4192  # SentencePiece's default: longer training lines are skipped
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,17 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from s2s.tokenizer import PAD_ID
+
+
+def pad(seqs: Sequence[Sequence[int]], value: int = PAD_ID) -> Tensor:
+    """(B, longest) ids of ``seqs``, filled with ``value`` after each one's end."""
+    tensors = [torch.tensor(seq, dtype=torch.long) for seq in seqs]
+    return pad_sequence(tensors, batch_first=True, padding_value=value)
 
 
 class TokenBatchSampler(Sampler[list[int]]):

@@ -39,13 +39,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
+from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, pad, replicas
 from s2s.io import DataError, read_lines
 from s2s.nn.image_encoder import Preprocessing
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, TokenizerConfig
+from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -304,10 +303,9 @@ class CaptionDataset(Dataset[tuple[CaptionExample, Tensor]]):
 
 
 def collate(items: Sequence[tuple[CaptionExample, Tensor]]) -> CaptionBatch:
-    tgt = [torch.tensor([BOS_ID, *ex.tgt, EOS_ID]) for ex, _ in items]
     return CaptionBatch(
         images=torch.stack([image for _, image in items]),
-        tgt=pad_sequence(tgt, batch_first=True, padding_value=PAD_ID),
+        tgt=pad([[BOS_ID, *ex.tgt, EOS_ID] for ex, _ in items]),
         indices=torch.tensor([ex.index for ex, _ in items]),
         refs=[list(ex.refs) for ex, _ in items],
     )

@@ -27,13 +27,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
-from s2s.io import DataError, read_lines
-from s2s.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer, TokenizerConfig
+from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, pad, replicas
+from s2s.io import DataError, plain_or_gz, read_lines
+from s2s.tokenizer import EOS_ID, IGNORE, UNK_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
-
-IGNORE = -100  # the label of positions that carry none (F.cross_entropy's default ignore_index)
 
 
 @dataclass
@@ -77,18 +75,11 @@ class LabelledDataset(Dataset[LabelledExample]):
         return len(self.examples)
 
 
-def _pad(seqs: list[list[int]], value: int) -> Tensor:
-    out = torch.full((len(seqs), max(map(len, seqs))), value, dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        out[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return out
-
-
 def collate_classes(examples: Sequence[LabelledExample]) -> LabelledBatch:
     """One label per example: ``labels`` (B,)."""
     src = [[*ex.src, EOS_ID] for ex in examples]
     return LabelledBatch(
-        src=_pad(src, PAD_ID),
+        src=pad(src),
         src_lengths=torch.tensor([len(s) for s in src]),
         labels=torch.tensor([ex.labels[0] for ex in examples]),
         indices=torch.tensor([ex.index for ex in examples]),
@@ -98,7 +89,7 @@ def collate_classes(examples: Sequence[LabelledExample]) -> LabelledBatch:
 def collate_tags(examples: Sequence[LabelledExample]) -> LabelledBatch:
     """One label per subword: ``labels`` (B, S), IGNORE at EOS and padding."""
     batch = collate_classes([LabelledExample(ex.index, ex.src, [0]) for ex in examples])
-    batch.labels = _pad([[*ex.labels, IGNORE] for ex in examples], IGNORE)
+    batch.labels = pad([[*ex.labels, IGNORE] for ex in examples], IGNORE)
     return batch
 
 
@@ -209,11 +200,8 @@ class LabelledData(L.LightningDataModule):
         self.datasets: dict[str, LabelledDataset] = {}
 
     def _rows(self, split: str) -> list[Row]:
-        name = f"{self.splits[split]}.tsv"
-        for path in (self.data_dir / name, self.data_dir / f"{name}.gz"):
-            if path.is_file():
-                return read_rows(path, self.tags_per_token)
-        raise DataError(f"{self.data_dir / name}[.gz]: no such file (split {split!r})")
+        path = plain_or_gz(self.data_dir / f"{self.splits[split]}.tsv", f"split {split!r}")
+        return read_rows(path, self.tags_per_token)
 
     @cached_property
     def _train_rows(self) -> list[Row]:

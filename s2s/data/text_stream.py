@@ -20,9 +20,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from s2s.data.batching import replicas
+from s2s.data.batching import pad, replicas
 from s2s.io import DataError, read_lines
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, TokenizerConfig
+from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +108,7 @@ class Prompts:
 def make_prompts(texts: Sequence[str], tokenizer: Tokenizer) -> Prompts:
     """Prompts for ``texts``; an empty text asks for a line from scratch."""
     seqs = [[BOS_ID, *tokenizer.encode(text)] for text in texts]
-    ids = torch.full((len(seqs), max(map(len, seqs))), PAD_ID, dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        ids[i, : len(seq)] = torch.tensor(seq)
-    return Prompts(ids, torch.tensor([len(s) for s in seqs]))
+    return Prompts(pad(seqs), torch.tensor([len(s) for s in seqs]))
 
 
 class TextStreamData(L.LightningDataModule):

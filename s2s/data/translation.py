@@ -14,9 +14,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from s2s.checkpoint import read_checkpoint
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
-from s2s.io import DataError, read_lines, read_parallel
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, TokenizerConfig
+from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, pad, replicas
+from s2s.io import DataError, plain_or_gz, read_lines, read_parallel
+from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -64,21 +64,14 @@ class TranslationDataset(Dataset[Example]):
         return len(self.examples)
 
 
-def _pad(seqs: list[list[int]]) -> Tensor:
-    out = torch.full((len(seqs), max(map(len, seqs))), PAD_ID, dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        out[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return out
-
-
 def collate(examples: Sequence[Example]) -> TranslationBatch:
     """Pad ``examples`` into a batch: EOS after each source, BOS and EOS around each target."""
     src = [[*ex.src, EOS_ID] for ex in examples]
     has_tgt = examples[0].tgt is not None
     return TranslationBatch(
-        src=_pad(src),
+        src=pad(src),
         src_lengths=torch.tensor([len(s) for s in src], dtype=torch.long),
-        tgt=_pad([[BOS_ID, *ex.tgt, EOS_ID] for ex in examples]) if has_tgt else None,
+        tgt=pad([[BOS_ID, *ex.tgt, EOS_ID] for ex in examples]) if has_tgt else None,
         indices=torch.tensor([ex.index for ex in examples], dtype=torch.long),
         refs=[ex.ref for ex in examples] if has_tgt else [],
     )
@@ -168,11 +161,7 @@ class TranslationData(L.LightningDataModule):
 
     def _split_path(self, split: str, lang: str) -> Path:
         """The file of ``split`` in ``lang``: plain text, else gzipped."""
-        path = self.data_dir / f"{split}.{lang}"
-        for candidate in (path, path.with_name(path.name + ".gz")):
-            if candidate.is_file():
-                return candidate
-        raise DataError(f"{path}[.gz]: no such file (split {split!r}, language {lang!r})")
+        return plain_or_gz(self.data_dir / f"{split}.{lang}", f"split {split!r}, language {lang!r}")
 
     @cached_property
     def _tokenizers(self) -> tuple[Tokenizer, Tokenizer]:

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from s2s.data.labelled import (
-    IGNORE,
     ClassificationData,
     LabelledExample,
     TaggingData,
@@ -13,7 +12,7 @@ from s2s.data.labelled import (
     collate_tags,
 )
 from s2s.io import DataError
-from s2s.tokenizer import EOS_ID, PAD_ID, TokenizerConfig
+from s2s.tokenizer import EOS_ID, IGNORE, PAD_ID, TokenizerConfig
 
 
 def write_splits(root, **splits: list[str]):

@@ -4,10 +4,10 @@ import lightning as L
 import pytest
 import torch
 
-from s2s.data.labelled import IGNORE, LabelledBatch, LabelledExample, TaggingData, collate_tags
+from s2s.data.labelled import LabelledBatch, LabelledExample, TaggingData, collate_tags
 from s2s.models.tagger import SequenceTagger
 from s2s.optim import OptimConfig
-from s2s.tokenizer import TokenizerConfig
+from s2s.tokenizer import IGNORE, TokenizerConfig
 
 VOCAB = 12
 
