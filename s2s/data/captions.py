@@ -41,7 +41,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, pad, replicas
+from s2s.data.batching import pad, token_loader
 from s2s.io import DataError, read_lines
 from s2s.nn.image_encoder import Preprocessing
 from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
@@ -447,20 +447,17 @@ class CaptionData(L.LightningDataModule):
         return CaptionDataset(examples, self.preprocessing.transform())
 
     def _loader(self, split: str, batch_size: int, *, shuffle: bool) -> DataLoader:
-        num_replicas, rank = replicas(self.trainer, type(self).__name__)
         dataset = self.datasets[split]
         # A fixed batch size is a token budget in which every example costs 1.
-        sampler = TokenBatchSampler(
+        return token_loader(
+            self,
+            dataset,
             [1] * len(dataset),
             batch_size,
             shuffle=shuffle,
             seed=self.seed,
-            num_replicas=num_replicas,
-            rank=rank,
-        )
-        loader = ResumableDataLoader if shuffle else DataLoader
-        return loader(
-            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers
+            collate_fn=collate,
+            num_workers=self.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, pad, replicas
+from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, pad, replicas, token_loader
 from s2s.io import DataError, plain_or_gz, read_lines
 from s2s.tokenizer import EOS_ID, IGNORE, UNK_ID, Tokenizer, TokenizerConfig
 
@@ -274,23 +274,16 @@ class LabelledData(L.LightningDataModule):
     def collate(self, examples: Sequence[LabelledExample]) -> LabelledBatch:
         return (collate_tags if self.tags_per_token else collate_classes)(examples)
 
-    def _batches(self, split: str, num_replicas: int, rank: int) -> Sampler[list[int]]:
+    def _loader(self, split: str) -> DataLoader:
         shuffle = split == "train"
-        return TokenBatchSampler(
-            self.datasets[split].lengths,
+        dataset = self.datasets[split]
+        return token_loader(
+            self,
+            dataset,
+            dataset.lengths,
             self.max_tokens if shuffle else self.eval_max_tokens,
             shuffle=shuffle,
             seed=self.seed,
-            num_replicas=num_replicas,
-            rank=rank,
-        )
-
-    def _loader(self, split: str) -> DataLoader:
-        num_replicas, rank = replicas(self.trainer, type(self).__name__)
-        loader = ResumableDataLoader if split == "train" else DataLoader
-        return loader(
-            self.datasets[split],
-            batch_sampler=self._batches(split, num_replicas, rank),
             collate_fn=self.collate,
             num_workers=self.num_workers,
         )
@@ -353,18 +346,22 @@ class ClassificationData(LabelledData):
         )
         self.weighted_sampling = weighted_sampling
 
-    def _batches(self, split: str, num_replicas: int, rank: int) -> Sampler[list[int]]:
-        if split != "train" or not self.weighted_sampling:
-            return super()._batches(split, num_replicas, rank)
-        dataset = self.datasets[split]
+    def train_dataloader(self) -> DataLoader:
+        if not self.weighted_sampling:
+            return super().train_dataloader()
+        num_replicas, rank = replicas(self.trainer, type(self).__name__)
+        dataset = self.datasets["train"]
         counts = Counter(ex.labels[0] for ex in dataset.examples)
-        return WeightedTokenBatchSampler(
+        sampler = WeightedTokenBatchSampler(
             [1 / counts[ex.labels[0]] for ex in dataset.examples],
             dataset.lengths,
             self.max_tokens,
             seed=self.seed,
             num_replicas=num_replicas,
             rank=rank,
+        )
+        return ResumableDataLoader(
+            dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers
         )
 
 

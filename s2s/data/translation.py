@@ -14,7 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from s2s.checkpoint import read_checkpoint
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, pad, replicas
+from s2s.data.batching import TokenBatchSampler, pad, token_loader
 from s2s.io import DataError, plain_or_gz, read_lines, read_parallel
 from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
 
@@ -253,20 +253,16 @@ class TranslationData(L.LightningDataModule):
         )
 
     def _loader(self, split: str, max_tokens: int, *, shuffle: bool) -> DataLoader:
-        num_replicas, rank = replicas(self.trainer, type(self).__name__)
         dataset = self.datasets[split]
-        sampler = TokenBatchSampler(
+        return token_loader(
+            self,
+            dataset,
             dataset.lengths,
             max_tokens,
             shuffle=shuffle,
             seed=self.seed,
-            num_replicas=num_replicas,
-            rank=rank,
-        )
-        # Lightning resumes the training loader mid-epoch; evaluation always runs whole.
-        loader = ResumableDataLoader if shuffle else DataLoader
-        return loader(
-            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers
+            collate_fn=collate,
+            num_workers=self.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:
