@@ -5,12 +5,11 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from tiny import run_cli, write_config, write_corpus
+from tiny import run_cli, translation_data, write_config, write_corpus
 
 from s2s.checkpoint import CLASS_KEY, load_model, read_checkpoint
 from s2s.data import TranslationData
 from s2s.models import Seq2Seq
-from s2s.tokenizer import TokenizerConfig
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +59,7 @@ def trainer():
 def test_data_with_other_tokenizers_is_a_clear_error(copy_run, base, tmp_path):
     """Without the CLI's link, a data module that trains its own tokenizers is refused."""
     init_args = finetune_config(copy_run, tmp_path)["data"]["init_args"]
-    tokenizer = TokenizerConfig(**init_args.pop("tokenizer"))
-    data = TranslationData(**init_args, tokenizer=tokenizer)  # trains one on the new data
+    data = translation_data(init_args)  # trains a tokenizer on the new data
     hparams = load_model(base).hparams
     model = Seq2Seq(**{**hparams, "init_from": str(base)})
     with pytest.raises(ValueError, match="the data's src tokenizer differs from the checkpoint's"):
