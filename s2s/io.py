@@ -1,12 +1,17 @@
-"""Reading text (files, gzip files or stdin) with errors that name the file and line."""
+"""Reading text (files, gzip files or stdin) with errors that name the file and line; writing
+files atomically."""
 
 from __future__ import annotations
 
 import gzip
+import os
+import socket
 import sys
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 class DataError(ValueError):
@@ -47,6 +52,36 @@ def read_lines(path: str | Path) -> list[str]:
             return decode_lines(f, str(path))
     except (OSError, EOFError, zlib.error) as e:  # truncated or corrupt gzip
         raise DataError(f"{path}: cannot read ({e})") from None
+
+
+@contextmanager
+def atomic_write(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` only once written and flushed to disk: a run killed (or
+    a machine crashed) while writing leaves the previous file whole.
+
+    The temporary file ``.{name}.{host}.{pid}.tmp`` sits next to ``path``, so the rename is atomic
+    (same file system); it is removed when writing fails.
+    """
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself survives a crash
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":  # folders cannot be opened elsewhere
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str]]:

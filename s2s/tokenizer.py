@@ -22,7 +22,7 @@ from typing import Literal
 import sentencepiece as spm
 import torch
 
-from s2s.io import DataError, read_lines
+from s2s.io import DataError, atomic_write, read_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_IDS = frozenset((PAD_ID, UNK_ID, BOS_ID, EOS_ID))
@@ -121,10 +121,8 @@ class Tokenizer:
 
     def save(self, path: str | Path) -> None:
         """Write atomically, so a killed run never leaves a half-written model."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(self.proto)
-        os.replace(tmp, path)
+        with atomic_write(Path(path)) as f:
+            f.write(self.proto)
 
     @property
     def vocab_size(self) -> int:
