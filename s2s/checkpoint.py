@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.cli import instantiate_module
 from lightning.pytorch.plugins import TorchCheckpointIO
 
+from s2s.io import atomic_write
 from s2s.tokenizer import Tokenizer
 
 CLASS_KEY = "s2s_class"  # the checkpoint entry naming the model class
@@ -136,8 +137,7 @@ def _class_paths(node: Any, where: str) -> Iterator[tuple[str, str]]:
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
-    """Write ``checkpoint`` to a temporary file next to ``path``, flush it to disk, then rename it
-    over ``path``: a run killed (or a machine crashed) while saving leaves the previous file whole.
+    """Write ``checkpoint`` to ``path`` atomically (:func:`~s2s.io.atomic_write`).
 
     Temporary files of earlier saves whose writer died are removed first (they are as large as a
     checkpoint); a full disk is an ``OSError`` naming the file instead of a bare ``ENOSPC``.
@@ -145,20 +145,13 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_tmp_files(path.parent)
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: same folder, so same file system
-        _fsync_dir(path.parent)  # the rename itself survives a crash
     except OSError as e:
         if e.errno == errno.ENOSPC:
             raise OSError(errno.ENOSPC, f"no space left on device to save {path}") from None
         raise
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _remove_stale_tmp_files(folder: Path) -> None:
@@ -181,16 +174,6 @@ def _process_exists(pid: int) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":  # folders cannot be opened elsewhere
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class CheckpointIO(TorchCheckpointIO):

@@ -1,18 +1,31 @@
-"""Reading text (files, gzip files or stdin) with errors that name the file and line."""
+"""Reading text (files, gzip files or stdin) with errors that name the file and line; writing
+files atomically."""
 
 from __future__ import annotations
 
 import gzip
 import os
 import select
+import socket
 import sys
 import zlib
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 
 class DataError(ValueError):
     """Bad input data: the message names the file (and line where it applies)."""
+
+
+def plain_or_gz(path: Path, what: str) -> Path:
+    """``path``, else ``path.gz``: data files may be stored either way; ``what`` (which file was
+    wanted) completes the error when neither exists."""
+    for candidate in (path, path.with_name(path.name + ".gz")):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{path}[.gz]: no such file ({what})")
 
 
 def decode_lines(raw_lines: Iterable[bytes], name: str, first_lineno: int = 1) -> list[str]:
@@ -80,6 +93,36 @@ def _available_runs(fd: int, name: str, max_lines: int) -> Iterator[list[str]]:
 def _readable(fd: int) -> bool:
     """Whether reading ``fd`` would return at once (input or end of input)."""
     return bool(select.select([fd], [], [], 0)[0])
+
+
+@contextmanager
+def atomic_write(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` only once written and flushed to disk: a run killed (or
+    a machine crashed) while writing leaves the previous file whole.
+
+    The temporary file ``.{name}.{host}.{pid}.tmp`` sits next to ``path``, so the rename is atomic
+    (same file system); it is removed when writing fails.
+    """
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)  # the rename itself survives a crash
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":  # folders cannot be opened elsewhere
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str]]:

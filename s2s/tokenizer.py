@@ -13,19 +13,46 @@ import itertools
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import sentencepiece as spm
+import torch
 
-from s2s.io import DataError, read_lines
+from s2s.io import DataError, atomic_write, read_lines
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPECIAL_IDS = frozenset((PAD_ID, UNK_ID, BOS_ID, EOS_ID))
+IGNORE = -100  # the label of positions that carry none (F.cross_entropy's default ignore_index)
 MAX_SENTENCE_BYTES = 4192  # SentencePiece's default: longer training lines are skipped
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """How a data module trains its tokenizers (``data.tokenizer`` in recipes).
+
+    Args:
+        type: SentencePiece model type; ``char`` gives one piece per character (character-level
+            models), and its vocabulary holds the 4 special and 256 byte pieces too.
+        vocab_size: Upper bound on the vocabulary size: tiny corpora get the largest vocabulary
+            they support (``char``: needs > 260).
+        character_coverage: Share of characters the tokenizer covers; rarer ones become bytes.
+        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
+    """
+
+    type: Literal["unigram", "bpe", "char"] = "unigram"
+    vocab_size: int = 8000
+    character_coverage: float = 1.0
+    cache_dir: str = ".cache/tokenizers"
+
+    def __post_init__(self) -> None:
+        if self.type == "char" and self.vocab_size <= 4 + 256:
+            raise ValueError(f"a char tokenizer needs vocab_size > 260, got {self.vocab_size}")
 
 
 class Tokenizer:
@@ -42,31 +69,20 @@ class Tokenizer:
             )
 
     @classmethod
-    def train(
-        cls,
-        files: Sequence[str | Path],
-        *,
-        vocab_size: int = 8000,
-        model_type: Literal["unigram", "bpe", "char"] = "unigram",
-        character_coverage: float = 1.0,
-        cache_dir: str | Path = ".cache/tokenizers",
-    ) -> Tokenizer:
+    def train(cls, files: Sequence[str | Path], config: TokenizerConfig) -> Tokenizer:
         """Train on the lines of ``files``, or reuse the cached model for equal inputs and options.
 
         Byte fallback keeps characters unseen in training (emoji, rare scripts) lossless.
-        ``vocab_size`` is an upper bound: tiny corpora get the largest vocabulary they support.
-        ``char`` gives one piece per character (character-level models); its vocabulary holds
-        the 4 special and 256 byte pieces too, so it needs ``vocab_size`` > 260.
         """
-        if model_type == "char" and vocab_size <= 4 + 256:
-            raise ValueError(f"a char tokenizer needs vocab_size > 260, got {vocab_size}")
         options = dict(
-            vocab_size=vocab_size, model_type=model_type, character_coverage=character_coverage
+            vocab_size=config.vocab_size,
+            model_type=config.type,
+            character_coverage=config.character_coverage,
         )
         digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
         for f in files:
             digest.update(Path(f).read_bytes())
-        cache = Path(cache_dir) / f"spm-{digest.hexdigest()[:16]}.model"
+        cache = Path(config.cache_dir) / f"spm-{digest.hexdigest()[:16]}.model"
         cache.parent.mkdir(parents=True, exist_ok=True)
         # One process trains, the others (DDP ranks) wait for it and reuse the result.
         with open(cache.with_suffix(".lock"), "w") as lock:
@@ -84,15 +100,29 @@ class Tokenizer:
         return tok
 
     @classmethod
+    def train_on_lines(cls, lines: Iterable[str], config: TokenizerConfig) -> Tokenizer:
+        """:meth:`train` on ``lines`` (texts without line breaks) rather than files.
+
+        They pass through a temporary file in the cache folder, since the cache is keyed by file
+        contents; it is removed also when training fails.
+        """
+        Path(config.cache_dir).mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=config.cache_dir, suffix=".txt")
+        try:
+            with open(fd, "w", encoding="utf-8") as f:
+                f.writelines(line + "\n" for line in lines)
+            return cls.train([path], config)
+        finally:
+            os.unlink(path)
+
+    @classmethod
     def load(cls, path: str | Path) -> Tokenizer:
         return cls(Path(path).read_bytes())
 
     def save(self, path: str | Path) -> None:
         """Write atomically, so a killed run never leaves a half-written model."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(self.proto)
-        os.replace(tmp, path)
+        with atomic_write(Path(path)) as f:
+            f.write(self.proto)
 
     @property
     def vocab_size(self) -> int:
@@ -162,3 +192,7 @@ def _train_proto(
         minloglevel=2,
     )
     return model.getvalue()
+
+
+# Data modules keep the config in their hyperparameters; let torch.load(weights_only=True) read it.
+torch.serialization.add_safe_globals([TokenizerConfig])

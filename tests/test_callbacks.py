@@ -1,11 +1,10 @@
 import lightning as L
 import pytest
 import torch
-from tiny import checkpointing, config, run_cli, write_config, write_corpus
+from tiny import checkpointing, config, run_cli, translation_data, write_config, write_corpus
 
 from s2s.callbacks import FreezeEncoder
 from s2s.checkpoint import MODEL_CLASSES, load_model, read_checkpoint
-from s2s.data import TranslationData
 from s2s.models import Seq2Seq
 
 BAD_STEP = 3
@@ -58,7 +57,7 @@ class Snapshots(L.Callback):
 
 def test_freeze_encoder_for_the_first_epochs(tmp_path):
     cfg = config(tmp_path, write_corpus(tmp_path / "data"))
-    data = TranslationData(**cfg["data"]["init_args"])
+    data = translation_data(cfg["data"]["init_args"])
     model = Seq2Seq(data.src_vocab_size, data.tgt_vocab_size, embedding_size=16, hidden_size=16)
     initial = Snapshots()
     initial.on_train_epoch_end(None, model)

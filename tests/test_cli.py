@@ -81,7 +81,7 @@ def test_translation_recipe_builds_its_model(recipe, tiny_de_en, tmp_path, monke
             str(recipe),
             "--data.init_args.data_dir",
             str(tiny_de_en),
-            "--data.init_args.cache_dir",
+            "--data.init_args.tokenizer.cache_dir",
             str(tmp_path / "cache"),
         ],
         run=False,

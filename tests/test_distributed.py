@@ -12,12 +12,12 @@ from tiny import (
     checkpointing,
     config,
     run_cli_subprocess,
+    translation_data,
     write_config,
     write_corpus,
 )
 
 from s2s.checkpoint import load_model
-from s2s.data import TranslationData
 
 EPOCHS, N_TRAIN, N_EVAL = 3, 36, 12
 
@@ -46,7 +46,7 @@ def single_process(cfg, work):
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    return trainer, TranslationData(**cfg["data"]["init_args"])
+    return trainer, translation_data(cfg["data"]["init_args"])
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_each_rank_trains_on_a_disjoint_share_of_every_epoch(ddp_fit):
         assert set(shares[0]).isdisjoint(shares[1])
         assert sorted(shares[0] + shares[1]) == list(range(N_TRAIN))
 
-    data = TranslationData(**cfg["data"]["init_args"])
+    data = translation_data(cfg["data"]["init_args"])
     data.setup("fit")
     tokens = sum(len(ex.tgt) + 1 for ex in data.datasets["train"])  # targets and EOS
     # Both ranks' shares, counted from the start of the run.

@@ -5,7 +5,7 @@ import lightning as L
 import pytest
 import torch
 import yaml
-from tiny import run_cli, write_config, write_corpus
+from tiny import run_cli, translation_data, write_config, write_corpus
 
 from s2s.checkpoint import CLASS_KEY, load_model, read_checkpoint
 from s2s.data import TranslationData
@@ -28,8 +28,8 @@ def finetune_config(copy_run, tmp_path):
         data_dir=str(write_corpus(tmp_path / "data")),
         src_lang="de",
         tgt_lang="en",
-        cache_dir=str(tmp_path / "tokenizers"),
     )
+    cfg["data"]["init_args"]["tokenizer"]["cache_dir"] = str(tmp_path / "tokenizers")
     return cfg
 
 
@@ -59,7 +59,7 @@ def trainer():
 def test_data_with_other_tokenizers_is_a_clear_error(copy_run, base, tmp_path):
     """Without the CLI's link, a data module that trains its own tokenizers is refused."""
     init_args = finetune_config(copy_run, tmp_path)["data"]["init_args"]
-    data = TranslationData(**init_args)  # trains a tokenizer on the new data
+    data = translation_data(init_args)  # trains a tokenizer on the new data
     hparams = load_model(base).hparams
     model = Seq2Seq(**{**hparams, "init_from": str(base)})
     with pytest.raises(ValueError, match="the data's src tokenizer differs from the checkpoint's"):

@@ -27,7 +27,7 @@ KILL_AT = 15  # the first checkpoint of the second epoch: resuming must restore 
 
 def fit_config(work, data_dir, name):
     cfg = config(work / name, data_dir, max_epochs=EPOCHS, limit_val_batches=0)
-    cfg["data"]["init_args"]["cache_dir"] = str(work / "tokenizers")
+    cfg["data"]["init_args"]["tokenizer"]["cache_dir"] = str(work / "tokenizers")
     cfg["model"]["init_args"]["dropout"] = 0.3  # draws random numbers at every step
     cfg["trainer"]["callbacks"] = [
         checkpointing(
@@ -97,7 +97,9 @@ def test_a_second_fit_is_refused_and_leaves_the_first_run_whole_unless_it_resume
     fresh_cache = tmp_path / "fresh_tokenizers"
     message = rf"{tmp_path / 'ckpt'} holds the checkpoints of an earlier run; resume it with "
     with pytest.raises(SystemExit, match=message + "--ckpt_path last"):
-        run_cli("fit", "--config", str(path), "--data.init_args.cache_dir", str(fresh_cache))
+        run_cli(
+            "fit", "--config", str(path), "--data.init_args.tokenizer.cache_dir", str(fresh_cache)
+        )
     assert not fresh_cache.exists()  # refused before training tokenizers
     assert {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()} == first
 

@@ -26,7 +26,7 @@ def test_recipe_links_the_data_into_its_model(recipe, model_class, labels, tmp_p
         [
             "--config",
             str(RECIPES / f"{recipe}.yaml"),
-            f"--data.init_args.cache_dir={tmp_path}",
+            f"--data.init_args.tokenizer.cache_dir={tmp_path}",
             f"--trainer.default_root_dir={tmp_path}",
             f"--trainer.logger.init_args.save_dir={tmp_path}",
         ],

@@ -5,7 +5,7 @@ import sentencepiece as spm
 
 import s2s.tokenizer
 from s2s.io import DataError
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, TokenizerConfig
 
 TEXT = [
     "Grüße aus München, die Straße ist groß.",
@@ -14,6 +14,10 @@ TEXT = [
     "Ich mag Äpfel 😀",
 ]
 VOCAB = 320  # byte fallback alone needs 256 pieces
+
+
+def config(cache, **options) -> TokenizerConfig:
+    return TokenizerConfig(**{"vocab_size": VOCAB, "cache_dir": str(cache), **options})
 
 
 @pytest.fixture
@@ -25,7 +29,7 @@ def corpus(tmp_path):
 
 @pytest.fixture
 def tok(corpus, tmp_path):
-    return Tokenizer.train([corpus], vocab_size=VOCAB, cache_dir=tmp_path / "cache")
+    return Tokenizer.train([corpus], config(tmp_path / "cache"))
 
 
 @pytest.mark.parametrize(
@@ -58,7 +62,7 @@ def test_special_ids(tok):
 
 def test_cache_reused_without_training(corpus, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
-    first = Tokenizer.train([corpus], vocab_size=VOCAB, cache_dir=cache)
+    first = Tokenizer.train([corpus], config(cache))
     (model,) = cache.glob("*.model")
     mtime = model.stat().st_mtime_ns
 
@@ -66,7 +70,7 @@ def test_cache_reused_without_training(corpus, tmp_path, monkeypatch):
         raise AssertionError("retrained")
 
     monkeypatch.setattr(s2s.tokenizer, "_train_proto", fail)
-    second = Tokenizer.train([corpus], vocab_size=VOCAB, cache_dir=cache)
+    second = Tokenizer.train([corpus], config(cache))
     assert second == first
     assert model.stat().st_mtime_ns == mtime
 
@@ -75,22 +79,22 @@ def test_cache_reused_without_training(corpus, tmp_path, monkeypatch):
     "change",
     [
         {"vocab_size": VOCAB + 10},
-        {"model_type": "bpe"},
+        {"type": "bpe"},
         {"character_coverage": 0.9995},
     ],
 )
 def test_cache_key_includes_options(corpus, tmp_path, change):
     cache = tmp_path / "cache"
-    Tokenizer.train([corpus], vocab_size=VOCAB, cache_dir=cache)
-    Tokenizer.train([corpus], **{"vocab_size": VOCAB, **change}, cache_dir=cache)
+    Tokenizer.train([corpus], config(cache))
+    Tokenizer.train([corpus], config(cache, **change))
     assert len(list(cache.glob("*.model"))) == 2
 
 
 def test_cache_key_includes_content(corpus, tmp_path):
     cache = tmp_path / "cache"
-    first = Tokenizer.train([corpus], vocab_size=VOCAB, cache_dir=cache)
+    first = Tokenizer.train([corpus], config(cache))
     corpus.write_text("\n".join([*TEXT, "Noch ein ganz anderer Satz."]) + "\n", encoding="utf-8")
-    second = Tokenizer.train([corpus], vocab_size=VOCAB, cache_dir=cache)
+    second = Tokenizer.train([corpus], config(cache))
     assert len(list(cache.glob("*.model"))) == 2
     assert second != first
 
@@ -119,7 +123,7 @@ def test_only_overlong_lines_is_a_clear_error(tmp_path):
     path = tmp_path / "train.txt"
     path.write_text("\r".join(TEXT * 100), encoding="utf-8", newline="")
     with pytest.raises(DataError) as error:
-        Tokenizer.train([path], vocab_size=VOCAB, cache_dir=tmp_path / "cache")
+        Tokenizer.train([path], config(tmp_path / "cache"))
     assert str(error.value) == (
         f"{path}: every line is longer than 4192 bytes, the tokenizer's sentence limit: text "
         "must be one sentence a line (files with CR-only line endings read as one line)"

@@ -21,6 +21,8 @@ import lightning as L
 import yaml
 
 from s2s.cli import main as s2s_main
+from s2s.data import TranslationData
+from s2s.tokenizer import TokenizerConfig
 
 TESTS = Path(__file__).parent
 NOUNS = [("Hund", "dog"), ("Katze", "cat"), ("Mann", "man"), ("Frau", "woman"), ("Kind", "child")]
@@ -80,9 +82,11 @@ def config(work: Path, data_dir: Path, **trainer: Any) -> dict[str, Any]:
             "init_args": {
                 "data_dir": str(data_dir),
                 "test_split": "test",
-                "vocab_size": 400,
-                "tokenizer_type": "bpe",  # whole words on this corpus: 8-10 tokens a sentence
-                "cache_dir": str(work / "tokenizers"),
+                "tokenizer": {
+                    "type": "bpe",  # whole words on this corpus: 8-10 tokens a sentence
+                    "vocab_size": 400,
+                    "cache_dir": str(work / "tokenizers"),
+                },
                 "max_len": 30,
                 "max_tokens": 40,
                 "eval_max_tokens": 200,
@@ -97,6 +101,12 @@ def checkpointing(dirpath: Path, **kwargs: Any) -> dict[str, Any]:
         "class_path": "s2s.callbacks.ModelCheckpoint",
         "init_args": {"dirpath": str(dirpath), "enable_version_counter": False, **kwargs},
     }
+
+
+def translation_data(init_args: dict[str, Any]) -> TranslationData:
+    """The data module of a config's ``data.init_args`` (a dict), built in Python."""
+    tokenizer = TokenizerConfig(**init_args.get("tokenizer", {}))
+    return TranslationData(**init_args | {"tokenizer": tokenizer})
 
 
 def write_config(path: Path, cfg: dict[str, Any]) -> Path:

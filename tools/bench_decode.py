@@ -61,7 +61,7 @@ from s2s.io import read_lines
 from s2s.metrics import corpus_scores
 from s2s.models import Seq2Seq
 from s2s.optim import OptimConfig
-from s2s.tokenizer import BOS_ID, EOS_ID
+from s2s.tokenizer import BOS_ID, EOS_ID, TokenizerConfig
 
 CKPT = Path("runs/multi30k_de_en_attn/checkpoints/best.ckpt")
 RECIPE = Path("recipes/multi30k_de_en_attn.yaml")
@@ -197,7 +197,9 @@ def random_model() -> Seq2Seq:
     """A random translator of the attention recipe's size, with its tokenizer (trained on the
     bundled data, or read from the tokenizer cache)."""
     recipe = yaml.safe_load(RECIPE.read_text(encoding="utf-8"))
-    data = TranslationData(**recipe["data"]["init_args"])
+    data_args = dict(recipe["data"]["init_args"])
+    data_args["tokenizer"] = TokenizerConfig(**data_args.get("tokenizer", {}))
+    data = TranslationData(**data_args)
     args = dict(recipe["model"]["init_args"])
     args["optim"] = OptimConfig(**args.get("optim", {}))
     args["search"] = SearchConfig(**args.get("search", {}))

@@ -57,7 +57,7 @@ from s2s.data import TranslationBatch, TranslationData
 from s2s.decoding import SearchConfig
 from s2s.models import Seq2Seq
 from s2s.optim import OptimConfig, configure_optimizers
-from s2s.tokenizer import PAD_ID
+from s2s.tokenizer import PAD_ID, TokenizerConfig
 
 ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general")
 CELLS = ("lstm", "gru")
@@ -265,7 +265,9 @@ def main(argv: list[str] | None = None) -> None:
     args.precision = args.precision or str(recipe.get("trainer", {}).get("precision", "32-true"))
     if args.precision not in PRECISIONS:
         raise SystemExit(f"{args.recipe}: precision {args.precision!r} is not one of {PRECISIONS}")
-    data = TranslationData(**recipe["data"]["init_args"])
+    data_args = dict(recipe["data"]["init_args"])
+    data_args["tokenizer"] = TokenizerConfig(**data_args.get("tokenizer", {}))
+    data = TranslationData(**data_args)
     data.setup("fit")
     needed = args.warmup + max(args.batches, 0 if args.skip_options else args.option_batches)
     batches = list(itertools.islice(data.train_dataloader(), needed))

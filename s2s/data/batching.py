@@ -8,11 +8,21 @@ as in fairseq's ``max_tokens``; sorting by length first keeps padding small.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+from s2s.tokenizer import PAD_ID
+
+
+def pad(seqs: Sequence[Sequence[int]], value: int = PAD_ID) -> Tensor:
+    """(B, longest) ids of ``seqs``, filled with ``value`` after each one's end."""
+    tensors = [torch.tensor(seq, dtype=torch.long) for seq in seqs]
+    return pad_sequence(tensors, batch_first=True, padding_value=value)
 
 
 class TokenBatchSampler(Sampler[list[int]]):
@@ -174,6 +184,28 @@ class ResumableDataLoader(DataLoader):
         for n, batch in enumerate(super().__iter__(), start=start + 1):
             self._position = (epoch, n)
             yield batch
+
+
+def token_loader(
+    datamodule: Any,
+    dataset: Dataset,
+    lengths: Sequence[int],
+    max_tokens: int,
+    *,
+    shuffle: bool,
+    seed: int,
+    collate_fn: Callable[[list[Any]], Any],
+    num_workers: int,
+) -> DataLoader:
+    """A DataLoader over token-budget batches of ``dataset`` (example costs ``lengths``), this
+    rank's share under ``datamodule``'s trainer. Shuffled (training) batches resume mid-epoch, as
+    Lightning asks of a training loader; evaluation always runs whole."""
+    num_replicas, rank = replicas(datamodule.trainer, type(datamodule).__name__)
+    sampler = TokenBatchSampler(
+        lengths, max_tokens, shuffle=shuffle, seed=seed, num_replicas=num_replicas, rank=rank
+    )
+    loader = ResumableDataLoader if shuffle else DataLoader
+    return loader(dataset, batch_sampler=sampler, collate_fn=collate_fn, num_workers=num_workers)
 
 
 def replicas(trainer: Any, owner: str) -> tuple[int, int]:

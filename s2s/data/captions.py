@@ -28,26 +28,23 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
+from s2s.data.batching import pad, token_loader
 from s2s.io import DataError, read_lines
 from s2s.nn.image_encoder import Preprocessing
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -306,10 +303,9 @@ class CaptionDataset(Dataset[tuple[CaptionExample, Tensor]]):
 
 
 def collate(items: Sequence[tuple[CaptionExample, Tensor]]) -> CaptionBatch:
-    tgt = [torch.tensor([BOS_ID, *ex.tgt, EOS_ID]) for ex, _ in items]
     return CaptionBatch(
         images=torch.stack([image for _, image in items]),
-        tgt=pad_sequence(tgt, batch_first=True, padding_value=PAD_ID),
+        tgt=pad([[BOS_ID, *ex.tgt, EOS_ID] for ex, _ in items]),
         indices=torch.tensor([ex.index for ex, _ in items]),
         refs=[list(ex.refs) for ex, _ in items],
     )
@@ -337,10 +333,8 @@ class CaptionData(L.LightningDataModule):
         train: The training split (also trains the tokenizer).
         val: The validation split.
         test: The split for ``s2s test``, and for ``s2s predict`` (no split of its own).
-        vocab_size: Upper bound on the subword vocabulary size.
-        tokenizer_type: SentencePiece model type.
+        tokenizer: How the tokenizer is trained.
         lowercase: Lowercase every caption (training and references), as most captioning work does.
-        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
         max_len: Training captions longer than this many subwords are dropped.
         batch_size: Pairs per training batch.
         eval_batch_size: Images per validation or test batch.
@@ -354,10 +348,8 @@ class CaptionData(L.LightningDataModule):
         train: CaptionSource,
         val: CaptionSource,
         test: CaptionSource | None = None,
-        vocab_size: int = 8000,
-        tokenizer_type: Literal["unigram", "bpe"] = "unigram",
+        tokenizer: TokenizerConfig = TokenizerConfig(),
         lowercase: bool = True,
-        cache_dir: str = ".cache/tokenizers",
         max_len: int = 50,
         batch_size: int = 32,
         eval_batch_size: int = 64,
@@ -367,10 +359,8 @@ class CaptionData(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.sources = {"train": train, "val": val, "test": test}
-        self.vocab_size = vocab_size
-        self.tokenizer_type = tokenizer_type
+        self.tokenizer_config = tokenizer
         self.lowercase = lowercase
-        self.cache_dir = Path(cache_dir)
         self.max_len = max_len
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.augment = augment
@@ -403,21 +393,8 @@ class CaptionData(L.LightningDataModule):
     @cached_property
     def tgt_tokenizer(self) -> Tokenizer:
         """Trained on the training captions on first use, or loaded from the cache."""
-        captions = [c + "\n" for item in self._train_items for c in item.captions]
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        # Tokenizer.train reads files and keys its cache by their content.
-        fd, path = tempfile.mkstemp(dir=self.cache_dir, suffix=".txt")
-        try:
-            with open(fd, "w", encoding="utf-8") as f:
-                f.writelines(captions)
-            return Tokenizer.train(
-                [path],
-                vocab_size=self.vocab_size,
-                model_type=self.tokenizer_type,
-                cache_dir=self.cache_dir,
-            )
-        finally:
-            os.unlink(path)  # also when reading or training fails
+        captions = [c for item in self._train_items for c in item.captions]
+        return Tokenizer.train_on_lines(captions, self.tokenizer_config)
 
     @property
     def tgt_vocab_size(self) -> int:
@@ -470,20 +447,17 @@ class CaptionData(L.LightningDataModule):
         return CaptionDataset(examples, self.preprocessing.transform())
 
     def _loader(self, split: str, batch_size: int, *, shuffle: bool) -> DataLoader:
-        num_replicas, rank = replicas(self.trainer, type(self).__name__)
         dataset = self.datasets[split]
         # A fixed batch size is a token budget in which every example costs 1.
-        sampler = TokenBatchSampler(
+        return token_loader(
+            self,
+            dataset,
             [1] * len(dataset),
             batch_size,
             shuffle=shuffle,
             seed=self.seed,
-            num_replicas=num_replicas,
-            rank=rank,
-        )
-        loader = ResumableDataLoader if shuffle else DataLoader
-        return loader(
-            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers
+            collate_fn=collate,
+            num_workers=self.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -16,27 +16,22 @@ is the sorted labels of the training split.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
-from s2s.io import DataError, read_lines
-from s2s.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizer
+from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, pad, replicas, token_loader
+from s2s.io import DataError, plain_or_gz, read_lines
+from s2s.tokenizer import EOS_ID, IGNORE, UNK_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
-
-IGNORE = -100  # the label of positions that carry none (F.cross_entropy's default ignore_index)
 
 
 @dataclass
@@ -80,18 +75,11 @@ class LabelledDataset(Dataset[LabelledExample]):
         return len(self.examples)
 
 
-def _pad(seqs: list[list[int]], value: int) -> Tensor:
-    out = torch.full((len(seqs), max(map(len, seqs))), value, dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        out[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return out
-
-
 def collate_classes(examples: Sequence[LabelledExample]) -> LabelledBatch:
     """One label per example: ``labels`` (B,)."""
     src = [[*ex.src, EOS_ID] for ex in examples]
     return LabelledBatch(
-        src=_pad(src, PAD_ID),
+        src=pad(src),
         src_lengths=torch.tensor([len(s) for s in src]),
         labels=torch.tensor([ex.labels[0] for ex in examples]),
         indices=torch.tensor([ex.index for ex in examples]),
@@ -101,7 +89,7 @@ def collate_classes(examples: Sequence[LabelledExample]) -> LabelledBatch:
 def collate_tags(examples: Sequence[LabelledExample]) -> LabelledBatch:
     """One label per subword: ``labels`` (B, S), IGNORE at EOS and padding."""
     batch = collate_classes([LabelledExample(ex.index, ex.src, [0]) for ex in examples])
-    batch.labels = _pad([[*ex.labels, IGNORE] for ex in examples], IGNORE)
+    batch.labels = pad([[*ex.labels, IGNORE] for ex in examples], IGNORE)
     return batch
 
 
@@ -193,10 +181,7 @@ class LabelledData(L.LightningDataModule):
         train_split: str = "train",
         val_split: str = "val",
         test_split: str = "test",
-        vocab_size: int = 8000,
-        tokenizer_type: Literal["unigram", "bpe", "char"] = "unigram",
-        character_coverage: float = 1.0,
-        cache_dir: str = ".cache/tokenizers",
+        tokenizer: TokenizerConfig = TokenizerConfig(),
         max_len: int = 200,
         max_tokens: int = 4096,
         eval_max_tokens: int = 8192,
@@ -207,10 +192,7 @@ class LabelledData(L.LightningDataModule):
         self.save_hyperparameters()
         self.data_dir = Path(data_dir)
         self.splits = {"train": train_split, "val": val_split, "test": test_split}
-        self.vocab_size = vocab_size
-        self.tokenizer_type = tokenizer_type
-        self.character_coverage = character_coverage
-        self.cache_dir = Path(cache_dir)
+        self.tokenizer_config = tokenizer
         self.max_len = max_len
         self.max_tokens, self.eval_max_tokens = max_tokens, eval_max_tokens
         self.num_workers = num_workers
@@ -218,11 +200,8 @@ class LabelledData(L.LightningDataModule):
         self.datasets: dict[str, LabelledDataset] = {}
 
     def _rows(self, split: str) -> list[Row]:
-        name = f"{self.splits[split]}.tsv"
-        for path in (self.data_dir / name, self.data_dir / f"{name}.gz"):
-            if path.is_file():
-                return read_rows(path, self.tags_per_token)
-        raise DataError(f"{self.data_dir / name}[.gz]: no such file (split {split!r})")
+        path = plain_or_gz(self.data_dir / f"{self.splits[split]}.tsv", f"split {split!r}")
+        return read_rows(path, self.tags_per_token)
 
     @cached_property
     def _train_rows(self) -> list[Row]:
@@ -242,22 +221,9 @@ class LabelledData(L.LightningDataModule):
     @cached_property
     def src_tokenizer(self) -> Tokenizer:
         """Trained on the training texts on first use, or loaded from the cache."""
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        # Tokenizer.train reads files and keys its cache by their content.
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=self.cache_dir, suffix=".txt", delete=False
-        ) as f:
-            f.writelines(row.text + "\n" for row in self._train_rows)
-        try:
-            return Tokenizer.train(
-                [f.name],
-                vocab_size=self.vocab_size,
-                model_type=self.tokenizer_type,
-                character_coverage=self.character_coverage,
-                cache_dir=self.cache_dir,
-            )
-        finally:
-            os.unlink(f.name)
+        return Tokenizer.train_on_lines(
+            (row.text for row in self._train_rows), self.tokenizer_config
+        )
 
     @property
     def src_vocab_size(self) -> int:
@@ -308,23 +274,16 @@ class LabelledData(L.LightningDataModule):
     def collate(self, examples: Sequence[LabelledExample]) -> LabelledBatch:
         return (collate_tags if self.tags_per_token else collate_classes)(examples)
 
-    def _batches(self, split: str, num_replicas: int, rank: int) -> Sampler[list[int]]:
+    def _loader(self, split: str) -> DataLoader:
         shuffle = split == "train"
-        return TokenBatchSampler(
-            self.datasets[split].lengths,
+        dataset = self.datasets[split]
+        return token_loader(
+            self,
+            dataset,
+            dataset.lengths,
             self.max_tokens if shuffle else self.eval_max_tokens,
             shuffle=shuffle,
             seed=self.seed,
-            num_replicas=num_replicas,
-            rank=rank,
-        )
-
-    def _loader(self, split: str) -> DataLoader:
-        num_replicas, rank = replicas(self.trainer, type(self).__name__)
-        loader = ResumableDataLoader if split == "train" else DataLoader
-        return loader(
-            self.datasets[split],
-            batch_sampler=self._batches(split, num_replicas, rank),
             collate_fn=self.collate,
             num_workers=self.num_workers,
         )
@@ -347,10 +306,7 @@ class ClassificationData(LabelledData):
         train_split: Split to train on (and to train the tokenizer and take the labels from).
         val_split: Split for validation.
         test_split: Split for ``s2s test``.
-        vocab_size: Upper bound on the subword vocabulary size (``char``: needs > 260).
-        tokenizer_type: SentencePiece model type.
-        character_coverage: Share of characters the tokenizer covers; rarer ones become bytes.
-        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
+        tokenizer: How the tokenizer is trained.
         max_len: Training texts with more subwords are dropped (with a warning).
         max_tokens: Token budget of a training batch, padding included.
         eval_max_tokens: Token budget of a validation or test batch.
@@ -368,10 +324,7 @@ class ClassificationData(LabelledData):
         train_split: str = "train",
         val_split: str = "val",
         test_split: str = "test",
-        vocab_size: int = 8000,
-        tokenizer_type: Literal["unigram", "bpe", "char"] = "unigram",
-        character_coverage: float = 1.0,
-        cache_dir: str = ".cache/tokenizers",
+        tokenizer: TokenizerConfig = TokenizerConfig(),
         max_len: int = 200,
         max_tokens: int = 4096,
         eval_max_tokens: int = 8192,
@@ -384,10 +337,7 @@ class ClassificationData(LabelledData):
             train_split=train_split,
             val_split=val_split,
             test_split=test_split,
-            vocab_size=vocab_size,
-            tokenizer_type=tokenizer_type,
-            character_coverage=character_coverage,
-            cache_dir=cache_dir,
+            tokenizer=tokenizer,
             max_len=max_len,
             max_tokens=max_tokens,
             eval_max_tokens=eval_max_tokens,
@@ -396,18 +346,22 @@ class ClassificationData(LabelledData):
         )
         self.weighted_sampling = weighted_sampling
 
-    def _batches(self, split: str, num_replicas: int, rank: int) -> Sampler[list[int]]:
-        if split != "train" or not self.weighted_sampling:
-            return super()._batches(split, num_replicas, rank)
-        dataset = self.datasets[split]
+    def train_dataloader(self) -> DataLoader:
+        if not self.weighted_sampling:
+            return super().train_dataloader()
+        num_replicas, rank = replicas(self.trainer, type(self).__name__)
+        dataset = self.datasets["train"]
         counts = Counter(ex.labels[0] for ex in dataset.examples)
-        return WeightedTokenBatchSampler(
+        sampler = WeightedTokenBatchSampler(
             [1 / counts[ex.labels[0]] for ex in dataset.examples],
             dataset.lengths,
             self.max_tokens,
             seed=self.seed,
             num_replicas=num_replicas,
             rank=rank,
+        )
+        return ResumableDataLoader(
+            dataset, batch_sampler=sampler, collate_fn=self.collate, num_workers=self.num_workers
         )
 
 
@@ -419,10 +373,7 @@ class TaggingData(LabelledData):
         train_split: Split to train on (and to train the tokenizer and take the tags from).
         val_split: Split for validation.
         test_split: Split for ``s2s test``.
-        vocab_size: Upper bound on the subword vocabulary size (``char``: needs > 260).
-        tokenizer_type: SentencePiece model type.
-        character_coverage: Share of characters the tokenizer covers; rarer ones become bytes.
-        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
+        tokenizer: How the tokenizer is trained.
         max_len: Training sentences with more subwords are dropped (with a warning).
         max_tokens: Token budget of a training batch, padding included.
         eval_max_tokens: Token budget of a validation or test batch.

@@ -14,16 +14,15 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Literal
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from s2s.data.batching import replicas
+from s2s.data.batching import pad, replicas
 from s2s.io import DataError, read_lines
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -109,10 +108,7 @@ class Prompts:
 def make_prompts(texts: Sequence[str], tokenizer: Tokenizer) -> Prompts:
     """Prompts for ``texts``; an empty text asks for a line from scratch."""
     seqs = [[BOS_ID, *tokenizer.encode(text)] for text in texts]
-    ids = torch.full((len(seqs), max(map(len, seqs))), PAD_ID, dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        ids[i, : len(seq)] = torch.tensor(seq)
-    return Prompts(ids, torch.tensor([len(s) for s in seqs]))
+    return Prompts(pad(seqs), torch.tensor([len(s) for s in seqs]))
 
 
 class TextStreamData(L.LightningDataModule):
@@ -123,10 +119,7 @@ class TextStreamData(L.LightningDataModule):
             tokenizer is trained on it.
         val_file: Validation text.
         test_file: Text for ``s2s test``.
-        vocab_size: Upper bound on the vocabulary size (``char``: needs > 260).
-        tokenizer_type: SentencePiece model type; ``char`` for a character-level model.
-        character_coverage: Share of characters the tokenizer covers; rarer ones become bytes.
-        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
+        tokenizer: How the tokenizer is trained; by default one piece per character.
         batch_size: Rows of the training stream read in parallel.
         eval_batch_size: Rows of the validation and test streams (fewer rows drop fewer tokens at
             the end and carry the state further).
@@ -140,10 +133,7 @@ class TextStreamData(L.LightningDataModule):
         train_file: str,
         val_file: str,
         test_file: str | None = None,
-        vocab_size: int = 8000,
-        tokenizer_type: Literal["unigram", "bpe", "char"] = "char",
-        character_coverage: float = 1.0,
-        cache_dir: str = ".cache/tokenizers",
+        tokenizer: TokenizerConfig = TokenizerConfig(type="char"),
         batch_size: int = 32,
         eval_batch_size: int = 8,
         tbptt_steps: int = 64,
@@ -152,10 +142,7 @@ class TextStreamData(L.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         self.files = {"train": train_file, "val": val_file, "test": test_file}
-        self.vocab_size = vocab_size
-        self.tokenizer_type = tokenizer_type
-        self.character_coverage = character_coverage
-        self.cache_dir = cache_dir
+        self.tokenizer_config = tokenizer
         self.batch_sizes = {"train": batch_size, "val": eval_batch_size, "test": eval_batch_size}
         self.tbptt_steps = tbptt_steps
         self.num_workers = num_workers
@@ -164,13 +151,7 @@ class TextStreamData(L.LightningDataModule):
     @cached_property
     def tgt_tokenizer(self) -> Tokenizer:
         """Trained on the training text on first use (or loaded from the cache)."""
-        return Tokenizer.train(
-            [self.files["train"]],
-            vocab_size=self.vocab_size,
-            model_type=self.tokenizer_type,
-            character_coverage=self.character_coverage,
-            cache_dir=self.cache_dir,
-        )
+        return Tokenizer.train([self.files["train"]], self.tokenizer_config)
 
     @property
     def tgt_vocab_size(self) -> int:

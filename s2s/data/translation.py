@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
 
 import lightning as L
 import torch
@@ -15,9 +14,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from s2s.checkpoint import read_checkpoint
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, replicas
-from s2s.io import DataError, read_lines, read_parallel
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from s2s.data.batching import TokenBatchSampler, pad, token_loader
+from s2s.io import DataError, plain_or_gz, read_lines, read_parallel
+from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +64,14 @@ class TranslationDataset(Dataset[Example]):
         return len(self.examples)
 
 
-def _pad(seqs: list[list[int]]) -> Tensor:
-    out = torch.full((len(seqs), max(map(len, seqs))), PAD_ID, dtype=torch.long)
-    for i, seq in enumerate(seqs):
-        out[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-    return out
-
-
 def collate(examples: Sequence[Example]) -> TranslationBatch:
     """Pad ``examples`` into a batch: EOS after each source, BOS and EOS around each target."""
     src = [[*ex.src, EOS_ID] for ex in examples]
     has_tgt = examples[0].tgt is not None
     return TranslationBatch(
-        src=_pad(src),
+        src=pad(src),
         src_lengths=torch.tensor([len(s) for s in src], dtype=torch.long),
-        tgt=_pad([[BOS_ID, *ex.tgt, EOS_ID] for ex in examples]) if has_tgt else None,
+        tgt=pad([[BOS_ID, *ex.tgt, EOS_ID] for ex in examples]) if has_tgt else None,
         indices=torch.tensor([ex.index for ex in examples], dtype=torch.long),
         refs=[ex.ref for ex in examples] if has_tgt else [],
     )
@@ -119,12 +111,9 @@ class TranslationData(L.LightningDataModule):
         val_split: Split for validation.
         test_split: Split for ``s2s test``.
         predict_file: Source-only text file for ``s2s predict``; default: the test split's source.
-        vocab_size: Upper bound on the subword vocabulary size of each tokenizer.
+        tokenizer: How each tokenizer is trained.
         joint_vocab: One tokenizer trained on both languages (shared vocabulary), or one per
             language.
-        tokenizer_type: SentencePiece model type.
-        character_coverage: Share of characters the tokenizer covers; rarer ones become bytes.
-        cache_dir: Where trained tokenizers are cached, keyed by their inputs and options.
         min_len: Training pairs with fewer subword tokens on either side are dropped.
         max_len: Training pairs with more subword tokens on either side are dropped; longer
             validation, test and predict sources are truncated.
@@ -145,11 +134,8 @@ class TranslationData(L.LightningDataModule):
         val_split: str = "val",
         test_split: str = "test_2016_flickr",
         predict_file: str | None = None,
-        vocab_size: int = 8000,
+        tokenizer: TokenizerConfig = TokenizerConfig(),
         joint_vocab: bool = True,
-        tokenizer_type: Literal["unigram", "bpe"] = "unigram",
-        character_coverage: float = 1.0,
-        cache_dir: str = ".cache/tokenizers",
         min_len: int = 1,
         max_len: int = 100,
         max_tokens: int = 4096,
@@ -164,11 +150,8 @@ class TranslationData(L.LightningDataModule):
         self.src_lang, self.tgt_lang = src_lang, tgt_lang
         self.train_split, self.val_split, self.test_split = train_split, val_split, test_split
         self.predict_file = predict_file
-        self.vocab_size = vocab_size
+        self.tokenizer_config = tokenizer
         self.joint_vocab = joint_vocab
-        self.tokenizer_type = tokenizer_type
-        self.character_coverage = character_coverage
-        self.cache_dir = cache_dir
         self.min_len, self.max_len = min_len, max_len
         self.max_tokens, self.eval_max_tokens = max_tokens, eval_max_tokens
         self.num_workers = num_workers
@@ -178,11 +161,7 @@ class TranslationData(L.LightningDataModule):
 
     def _split_path(self, split: str, lang: str) -> Path:
         """The file of ``split`` in ``lang``: plain text, else gzipped."""
-        path = self.data_dir / f"{split}.{lang}"
-        for candidate in (path, path.with_name(path.name + ".gz")):
-            if candidate.is_file():
-                return candidate
-        raise DataError(f"{path}[.gz]: no such file (split {split!r}, language {lang!r})")
+        return plain_or_gz(self.data_dir / f"{split}.{lang}", f"split {split!r}, language {lang!r}")
 
     @cached_property
     def _tokenizers(self) -> tuple[Tokenizer, Tokenizer]:
@@ -197,19 +176,11 @@ class TranslationData(L.LightningDataModule):
         src, tgt = (
             self._split_path(self.train_split, lang) for lang in (self.src_lang, self.tgt_lang)
         )
+        config = self.tokenizer_config
         if self.joint_vocab:
-            joint = self._train_tokenizer([src, tgt])
+            joint = Tokenizer.train([src, tgt], config)
             return joint, joint
-        return self._train_tokenizer([src]), self._train_tokenizer([tgt])
-
-    def _train_tokenizer(self, files: list[Path]) -> Tokenizer:
-        return Tokenizer.train(
-            files,
-            vocab_size=self.vocab_size,
-            model_type=self.tokenizer_type,
-            character_coverage=self.character_coverage,
-            cache_dir=self.cache_dir,
-        )
+        return Tokenizer.train([src], config), Tokenizer.train([tgt], config)
 
     @property
     def src_tokenizer(self) -> Tokenizer:
@@ -282,20 +253,16 @@ class TranslationData(L.LightningDataModule):
         )
 
     def _loader(self, split: str, max_tokens: int, *, shuffle: bool) -> DataLoader:
-        num_replicas, rank = replicas(self.trainer, type(self).__name__)
         dataset = self.datasets[split]
-        sampler = TokenBatchSampler(
+        return token_loader(
+            self,
+            dataset,
             dataset.lengths,
             max_tokens,
             shuffle=shuffle,
             seed=self.seed,
-            num_replicas=num_replicas,
-            rank=rank,
-        )
-        # Lightning resumes the training loader mid-epoch; evaluation always runs whole.
-        loader = ResumableDataLoader if shuffle else DataLoader
-        return loader(
-            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers
+            collate_fn=collate,
+            num_workers=self.num_workers,
         )
 
     def train_dataloader(self) -> DataLoader:

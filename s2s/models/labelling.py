@@ -24,10 +24,11 @@ from torchmetrics.classification import (
 )
 
 from s2s.checkpoint import TokenizersInCheckpoint
-from s2s.data.labelled import IGNORE, LabelledBatch
+from s2s.data.labelled import LabelledBatch
 from s2s.nn.encoder import RNNEncoder
 from s2s.nn.rnn import CellType
 from s2s.optim import OptimConfig, configure_optimizers
+from s2s.tokenizer import IGNORE
 
 
 def balanced_class_weights(counts: Tensor) -> Tensor:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from s2s.data.labelled import IGNORE, LabelledBatch
+from s2s.data.labelled import LabelledBatch
 from s2s.models.labelling import LabellingModule
 from s2s.nn.rnn import CellType
 from s2s.optim import OptimConfig
+from s2s.tokenizer import IGNORE
 
 
 class SequenceTagger(LabellingModule):

@@ -20,7 +20,7 @@ from s2s.data.captions import (
 )
 from s2s.io import DataError
 from s2s.nn.image_encoder import Preprocessing
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, TokenizerConfig
 
 CAPTIONS = {
     "red.png": ["A red square.", "a  red   box"],
@@ -243,7 +243,8 @@ def tsv_data(tmp_path, images, **kwargs) -> CaptionData:
     tsv = tmp_path / "c.tsv"
     tsv.write_text("".join(f"{n}\t{c}\n" for n, caps in CAPTIONS.items() for c in caps))
     source = TsvCaptions(str(tsv), str(images))
-    options = dict(vocab_size=300, cache_dir=str(tmp_path / "cache"), batch_size=2)
+    tokenizer = TokenizerConfig(vocab_size=300, cache_dir=str(tmp_path / "cache"))
+    options = dict(tokenizer=tokenizer, batch_size=2)
     dm = CaptionData(source, source, source, **{**options, **kwargs})
     dm.preprocessing = PREP
     return dm

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from s2s.data.labelled import (
-    IGNORE,
     ClassificationData,
     LabelledExample,
     TaggingData,
@@ -13,7 +12,7 @@ from s2s.data.labelled import (
     collate_tags,
 )
 from s2s.io import DataError
-from s2s.tokenizer import EOS_ID, PAD_ID
+from s2s.tokenizer import EOS_ID, IGNORE, PAD_ID, TokenizerConfig
 
 
 def write_splits(root, **splits: list[str]):
@@ -23,14 +22,16 @@ def write_splits(root, **splits: list[str]):
     return root
 
 
+def tokenizer(tmp_path) -> TokenizerConfig:
+    return TokenizerConfig(vocab_size=300, cache_dir=str(tmp_path / "cache"))
+
+
 def classification(tmp_path, **kwargs) -> ClassificationData:
-    return ClassificationData(
-        str(tmp_path), vocab_size=300, cache_dir=str(tmp_path / "cache"), **kwargs
-    )
+    return ClassificationData(str(tmp_path), tokenizer=tokenizer(tmp_path), **kwargs)
 
 
 def tagging(tmp_path, **kwargs) -> TaggingData:
-    return TaggingData(str(tmp_path), vocab_size=300, cache_dir=str(tmp_path / "cache"), **kwargs)
+    return TaggingData(str(tmp_path), tokenizer=tokenizer(tmp_path), **kwargs)
 
 
 def test_collate_pads_and_appends_eos():

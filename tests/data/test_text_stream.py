@@ -8,7 +8,7 @@ from s2s.data.text_stream import (
     make_prompts,
 )
 from s2s.io import DataError
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, TokenizerConfig
 
 
 class Numbers:
@@ -70,8 +70,7 @@ def test_datamodule_streams_the_files(tmp_path):
     data = TextStreamData(
         str(tmp_path / "train.txt"),
         str(tmp_path / "val.txt"),
-        vocab_size=300,
-        cache_dir=str(tmp_path / "cache"),
+        tokenizer=TokenizerConfig(type="char", vocab_size=300, cache_dir=str(tmp_path / "cache")),
         batch_size=2,
         eval_batch_size=1,
         tbptt_steps=8,

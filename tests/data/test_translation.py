@@ -16,7 +16,7 @@ from s2s.data import (
     collate,
     make_batches,
 )
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer
+from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, TokenizerConfig
 
 DE = [
     "ein Hund läuft",
@@ -40,6 +40,10 @@ EN = [
 ]
 LONG_DE = " ".join(["ein Hund läuft"] * 20)
 MAX_LEN = 30
+
+
+def tokenizer_config(data_dir) -> TokenizerConfig:
+    return TokenizerConfig(vocab_size=320, cache_dir=str(data_dir.parent / "cache"))
 
 
 def write(path, lines, *, gz=False):
@@ -67,8 +71,7 @@ def data_dir(tmp_path):
 def make_data(data_dir, **kwargs) -> TranslationData:
     options = dict(
         data_dir=str(data_dir),
-        vocab_size=320,
-        cache_dir=str(data_dir.parent / "cache"),
+        tokenizer=tokenizer_config(data_dir),
         max_len=MAX_LEN,
         max_tokens=40,
         eval_max_tokens=40,
@@ -214,7 +217,7 @@ def test_missing_predict_file(data_dir):
 def test_tokenizers_before_setup(data_dir):
     def train(*names):
         files = [data_dir / name for name in names]
-        return Tokenizer.train(files, vocab_size=320, cache_dir=data_dir.parent / "cache")
+        return Tokenizer.train(files, tokenizer_config(data_dir))
 
     joint = make_data(data_dir)
     assert joint.src_tokenizer is joint.tgt_tokenizer

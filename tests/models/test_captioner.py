@@ -10,6 +10,7 @@ from s2s.decoding import SearchConfig, beam_search, greedy
 from s2s.io import read_lines
 from s2s.models import Captioner
 from s2s.optim import OptimConfig
+from s2s.tokenizer import TokenizerConfig
 
 # Four pictures, each two colours side by side: the caption names them left to right.
 SCENES = {
@@ -74,9 +75,7 @@ def overfit(tmp_path_factory):
     data = CaptionData(
         source,
         source,
-        tokenizer_type="bpe",
-        vocab_size=320,
-        cache_dir=str(root / "cache"),
+        tokenizer=TokenizerConfig(type="bpe", vocab_size=320, cache_dir=str(root / "cache")),
         batch_size=4,
     )
     L.seed_everything(0)
@@ -138,9 +137,9 @@ def test_predict_captions_the_test_split_as_test_does(overfit, tmp_path):
         source,
         source,
         source,
-        tokenizer_type="bpe",
-        vocab_size=320,
-        cache_dir=str(images.parent / "cache"),
+        tokenizer=TokenizerConfig(
+            type="bpe", vocab_size=320, cache_dir=str(images.parent / "cache")
+        ),
     )
     trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
     trainer.test(model, data)

@@ -13,6 +13,7 @@ from s2s.models.classifier import SequenceClassifier, pool
 from s2s.models.labelling import balanced_class_weights
 from s2s.nn.encoder import EncoderOutput
 from s2s.optim import OptimConfig
+from s2s.tokenizer import TokenizerConfig
 
 VOCAB = 12
 
@@ -81,8 +82,7 @@ def test_learns_an_order_task_with_imbalanced_labels(order_data):
     """About 3 s on one core: 6 epochs of 400 texts; test accuracy >= 0.95, macro-F1 >= 0.9."""
     data = ClassificationData(
         str(order_data),
-        vocab_size=300,
-        cache_dir=str(order_data / "cache"),
+        tokenizer=TokenizerConfig(vocab_size=300, cache_dir=str(order_data / "cache")),
         max_tokens=256,
         weighted_sampling=True,
     )
@@ -133,8 +133,8 @@ def test_cli_links_the_data_labels_into_the_model(order_data, monkeypatch):
             "--model=s2s.models.SequenceClassifier",
             "--data=s2s.data.ClassificationData",
             f"--data.data_dir={order_data}",
-            f"--data.cache_dir={order_data / 'cache'}",
-            "--data.vocab_size=300",
+            f"--data.tokenizer.cache_dir={order_data / 'cache'}",
+            "--data.tokenizer.vocab_size=300",
             f"--trainer.default_root_dir={order_data}",
         ],
         run=False,

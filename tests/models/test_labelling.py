@@ -1,12 +1,12 @@
 import pytest
 import torch
 
-from s2s.data.labelled import IGNORE
 from s2s.models.labelling import (
     balanced_class_weights,
     classification_metrics,
     classification_report,
 )
+from s2s.tokenizer import IGNORE
 
 # Class 0: 1 of 2 right; class 1: right, and predicted twice more; class 2: missed; the last
 # position carries no label.

@@ -8,7 +8,7 @@ from s2s.decoding import beam_search, greedy
 from s2s.decoding.config import SearchConfig
 from s2s.models.language_model import LanguageModel
 from s2s.optim import OptimConfig
-from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, TokenizerConfig
 
 VOCAB = 12
 CELLS = ["lstm", "gru", "rnn"]
@@ -119,9 +119,7 @@ def train_hello_lm(tmp_path, max_steps: int = 150) -> tuple[L.Trainer, LanguageM
     data = TextStreamData(
         str(tmp_path / "train.txt"),
         str(tmp_path / "val.txt"),
-        vocab_size=300,
-        tokenizer_type="char",
-        cache_dir=str(tmp_path / "cache"),
+        tokenizer=TokenizerConfig(type="char", vocab_size=300, cache_dir=str(tmp_path / "cache")),
         batch_size=4,
         eval_batch_size=2,
         tbptt_steps=16,

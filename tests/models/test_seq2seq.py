@@ -9,7 +9,7 @@ from s2s.data import Example, TranslationBatch, TranslationData, collate
 from s2s.decoding import SearchConfig, greedy
 from s2s.models import Seq2Seq
 from s2s.optim import OptimConfig
-from s2s.tokenizer import PAD_ID
+from s2s.tokenizer import PAD_ID, TokenizerConfig
 
 CELLS = ["lstm", "gru", "rnn"]
 ATTENTIONS = ["none", "bahdanau", "luong_dot", "luong_general"]
@@ -161,8 +161,7 @@ def test_checkpoint_of_a_python_built_model(copy_corpus, tmp_path):
         str(copy_corpus),
         src_lang="src",
         tgt_lang="tgt",
-        vocab_size=300,
-        cache_dir=str(tmp_path / "cache"),
+        tokenizer=TokenizerConfig(vocab_size=300, cache_dir=str(tmp_path / "cache")),
         max_tokens=64,
     )
     optim, search = OptimConfig(lr=0.02, warmup_steps=3), SearchConfig(beam_size=2, max_len_b=7)

@@ -4,9 +4,10 @@ import lightning as L
 import pytest
 import torch
 
-from s2s.data.labelled import IGNORE, LabelledBatch, LabelledExample, TaggingData, collate_tags
+from s2s.data.labelled import LabelledBatch, LabelledExample, TaggingData, collate_tags
 from s2s.models.tagger import SequenceTagger
 from s2s.optim import OptimConfig
+from s2s.tokenizer import IGNORE, TokenizerConfig
 
 VOCAB = 12
 
@@ -65,7 +66,9 @@ def next_symbol_data(tmp_path) -> TaggingData:
         lines = next_symbol_task(n, seed)
         (tmp_path / f"{split}.tsv").write_text("".join(x + "\n" for x in lines), encoding="utf-8")
     return TaggingData(
-        str(tmp_path), vocab_size=300, cache_dir=str(tmp_path / "cache"), max_tokens=256
+        str(tmp_path),
+        tokenizer=TokenizerConfig(vocab_size=300, cache_dir=str(tmp_path / "cache")),
+        max_tokens=256,
     )
 
 

@@ -57,9 +57,7 @@ def recipe(root: Path, tsv: Path, attention: str) -> dict:
             "init_args": {
                 "train": source,
                 "val": source,
-                "tokenizer_type": "bpe",
-                "vocab_size": 320,
-                "cache_dir": str(root / "cache"),
+                "tokenizer": {"type": "bpe", "vocab_size": 320, "cache_dir": str(root / "cache")},
                 "batch_size": 4,
             },
         },

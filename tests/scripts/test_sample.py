@@ -46,8 +46,7 @@ def lm_ckpt(tmp_path_factory) -> Path:
             "init_args": {
                 "train_file": str(root / "train.txt"),
                 "val_file": str(root / "val.txt"),
-                "vocab_size": 300,
-                "cache_dir": str(root / "cache"),
+                "tokenizer": {"type": "char", "vocab_size": 300, "cache_dir": str(root / "cache")},
                 "batch_size": 4,
                 "eval_batch_size": 2,
                 "tbptt_steps": 16,
