@@ -18,7 +18,7 @@ from s2s.data.captions import image_batch, load_image
 from s2s.decoding import beam_search
 from s2s.io import DataError
 from s2s.models.captioner import Captioner
-from s2s.scripts import add_device_arguments, load_model_of_type, search_config
+from s2s.scripts import add_device_arguments, load_ensemble_of_type, members, search_config
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_overlay
 
@@ -28,7 +28,13 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="s2s-caption", description=__doc__)
     p.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
-    p.add_argument("--ckpt", required=True, help="captioner checkpoint written by `s2s fit`")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        action="append",
+        help="captioner checkpoint written by `s2s fit`; repeated, the models caption as one "
+        "ensemble",
+    )
     p.add_argument("--beam", type=int, help="beam size (default: the recipe's)")
     p.add_argument("--n-best", type=int, default=1, help="captions printed per image")
     p.add_argument("--max-len", type=int, help="caption length limit in subwords")
@@ -64,12 +70,27 @@ def readable_images(paths: list[Path]) -> list[tuple[Path, Image.Image]]:
     return images
 
 
+def check_ensemble(models: list[Captioner], args: argparse.Namespace) -> None:
+    """Every model reads the images as the first one does and, for ``--attention-png``, attends
+    over the same grid of regions; else one line naming the checkpoint."""
+    first, prep = models[0], models[0].preprocessing
+    for path, model in zip(args.ckpt, models, strict=True):
+        if model.preprocessing != prep:
+            sys.exit(f"s2s-caption: {path} prepares images unlike {args.ckpt[0]}: cannot ensemble")
+        if not args.attention_png:
+            continue
+        if model.decoder.attention is None:
+            sys.exit(f"s2s-caption: {path} has no attention to draw (attention: none)")
+        size = prep.crop_size
+        if model.encoder.grid_shape(size, size) != first.encoder.grid_shape(size, size):
+            sys.exit(f"s2s-caption: {path} attends over another grid than {args.ckpt[0]}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    model = load_model_of_type(args, Captioner, "s2s-caption")
-    if args.attention_png and model.decoder.attention is None:
-        sys.exit("s2s-caption: this model has no attention to draw (attention: none)")
+    decoder, model = load_ensemble_of_type(args, Captioner, "s2s-caption")
+    check_ensemble(members(decoder), args)
     search = search_config(model.search, args, "s2s-caption")
     tok, prep = model.tokenizers["tgt"], model.preprocessing
     transform = prep.transform()
@@ -89,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         batch = image_batch([img for _, img in chunk], transform)
         batch.images = batch.images.to(args.device, model.dtype)
         for i, ((path, image), nbest) in enumerate(
-            zip(chunk, beam_search(model, batch, search), strict=True), start=done
+            zip(chunk, beam_search(decoder, batch, search), strict=True), start=done
         ):
             for hyp in nbest:
                 print(f"{path}\t{tok.decode(hyp.tokens)}")

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -197,3 +198,36 @@ def test_images_are_decoded_batch_by_batch(run, tmp_path, capsys, monkeypatch):
     caption(["--ckpt", str(ckpt), "--batch-size", "4", str(tmp_path)])
     assert loaded_per_batch == [4, 8, 11]
     assert len(captions_of(capsys.readouterr().out)) == 11
+
+
+def test_an_ensemble_of_two_copies_captions_as_the_model(run, tmp_path, capsys):
+    images, ckpt = run
+    caption(["--ckpt", str(ckpt), "--n-best", "2", str(images)])
+    alone = capsys.readouterr().out
+    out = tmp_path / "attention"
+    caption(
+        [
+            "--ckpt",
+            str(ckpt),
+            "--ckpt",
+            str(ckpt),
+            "--n-best",
+            "2",
+            "--attention-png",
+            str(out),
+            str(images),
+        ]
+    )
+    assert capsys.readouterr().out == alone
+    assert len(list(out.glob("*.png"))) == len(SCENES)
+
+
+def test_an_ensemble_must_read_images_alike(run, tmp_path):
+    images, ckpt = run
+    state = torch.load(ckpt, weights_only=True)
+    state["hyper_parameters"]["image_size"] = 48
+    other = tmp_path / "other.ckpt"
+    torch.save(state, other)
+    message = f"^s2s-caption: {other} prepares images unlike {ckpt}: cannot ensemble$"
+    with pytest.raises(SystemExit, match=message):
+        caption(["--ckpt", str(ckpt), "--ckpt", str(other), str(images)])
