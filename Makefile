@@ -12,9 +12,9 @@ timed = start=$$(date +%s) && $(2) && echo "$(1) took $$(($$(date +%s) - start))
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
 # The demo starts afresh: it removes its own earlier run (s2s fit refuses to overwrite a run).
