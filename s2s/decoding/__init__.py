@@ -10,6 +10,7 @@ from typing import Any
 
 from s2s.decoding.beam import beam_search
 from s2s.decoding.config import Constraints, SamplingConfig, SearchConfig
+from s2s.decoding.forced import force_decode
 from s2s.decoding.greedy import greedy
 from s2s.decoding.interface import Hypothesis, Step, StepDecoder
 from s2s.decoding.sampling import sample
@@ -23,6 +24,7 @@ __all__ = [
     "StepDecoder",
     "beam_search",
     "decode",
+    "force_decode",
     "greedy",
     "sample",
 ]
@@ -31,7 +33,8 @@ __all__ = [
 def decode(
     model: StepDecoder, batch: Any, config: SearchConfig | SamplingConfig
 ) -> list[list[Hypothesis]]:
-    """Per batch item, its hypotheses best first: beam search's n-best, or one sample."""
+    """Per batch item, its hypotheses: beam search's n-best (best first), or its samples."""
     if isinstance(config, SamplingConfig):
-        return [[hyp] for hyp in sample(model, batch, config)]
+        hyps, n = sample(model, batch, config), config.num_samples
+        return [hyps[i : i + n] for i in range(0, len(hyps), n)]
     return beam_search(model, batch, config)

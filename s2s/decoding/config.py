@@ -93,18 +93,21 @@ class SamplingConfig(Constraints):
             whose total probability reaches top_p (1: all).
         seed: Seeds a generator private to each call, so the same call gives the same samples
             whatever the global random state.
+        num_samples: Outputs sampled per input, each drawn independently.
     """
 
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
     seed: int = 0
+    num_samples: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.temperature > 0, f"temperature must be > 0, got {self.temperature}")
         _check(self.top_k >= 0, f"top_k must be >= 0, got {self.top_k}")
         _check(0 < self.top_p <= 1, f"top_p must be in (0, 1], got {self.top_p}")
+        _check(self.num_samples >= 1, f"num_samples must be >= 1, got {self.num_samples}")
 
 
 # Checkpoint hyperparameters hold these configs; torch.load(weights_only=True) may read them.

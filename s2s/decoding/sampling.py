@@ -17,12 +17,17 @@ from s2s.decoding.interface import Hypothesis, StepDecoder
 
 @torch.no_grad()
 def sample(model: StepDecoder, batch: Any, config: SamplingConfig) -> list[Hypothesis]:
-    """One sampled output per batch item, in batch order.
+    """``config.num_samples`` sampled outputs per batch item, in batch order (an item's samples
+    consecutive): each item's state is repeated that many times, so its rows sample independently.
 
     The score is the model's log-probability of the sample (before temperature and filtering); the
     normalized score equals it. A generator seeded from ``config.seed`` makes calls reproducible.
     """
     state, src_lengths = model.start(batch)
+    if config.num_samples > 1:
+        rows = torch.arange(src_lengths.size(0), device=src_lengths.device)
+        rows = rows.repeat_interleave(config.num_samples)
+        state, src_lengths = model.reorder(state, rows), src_lengths[rows]
     generator = torch.Generator(src_lengths.device).manual_seed(config.seed)
 
     def choose(log_probs: Tensor) -> Tensor:

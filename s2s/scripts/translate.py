@@ -1,10 +1,19 @@
 """Translate text with a trained s2s checkpoint, one sentence per line (stdin to stdout by default).
 
 Every input line gives exactly one output line (an empty line gives an empty line); with
-``--n-best N`` each input line gives N consecutive lines, best first. Outputs are written and
+``--n-best N`` each input line gives N consecutive lines: beam search's best first, or N
+independent samples with ``--sample``. ``--print-scores`` writes each hypothesis as
+``SCORE<TAB>NORMALIZED<TAB>TEXT``: its total log-probability (EOS included) and the score that
+ranked it (after the length penalty; the score itself for samples). Outputs are written and
 flushed batch by batch, in input order, so an interrupted run keeps the lines it finished. Stdin
 is translated as it comes: a line fed alone (a terminal, an interactive pipe) is answered before
 the next one arrives, while input available at once is batched.
+
+``--score REFERENCE_FILE`` translates nothing: it scores given translations of the input (line i
+of the file translates input line i; the two must have as many lines) by forced decoding, and
+writes per input line ``TOTAL<TAB>LP1 LP2 ... LPn LPeos``: the reference's total log-probability,
+then that of each of its n target subwords and of EOS, which sum to the total. An empty input line
+gives an empty line, as in translation; an empty reference is scored (its EOS only).
 """
 
 from __future__ import annotations
@@ -12,15 +21,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
-from s2s.data.translation import make_batches
-from s2s.decoding import Hypothesis, SamplingConfig, SearchConfig, decode
+from s2s.data.translation import TranslationBatch, make_batches
+from s2s.decoding import Hypothesis, SamplingConfig, SearchConfig, decode, force_decode
 from s2s.decoding.ensemble import Ensemble
-from s2s.io import DataError, read_line_runs
+from s2s.io import DataError, read_line_runs, read_lines
 from s2s.models.seq2seq import Seq2Seq
 from s2s.scripts import (
     add_device_arguments,
@@ -33,6 +43,7 @@ from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_heatmap
 
 CHUNK_LINES = 1000  # most consecutive input lines batched together: a kill loses their work
+T = TypeVar("T")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -47,6 +58,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", default="-", help="output file; - for stdout")
     p.add_argument("--beam", type=int, help="beam size (default: the recipe's)")
     p.add_argument("--n-best", type=int, default=1, help="hypotheses written per input line")
+    p.add_argument(
+        "--print-scores",
+        action="store_true",
+        help="write SCORE<TAB>NORMALIZED<TAB>TEXT per hypothesis",
+    )
+    p.add_argument(
+        "--score",
+        metavar="REFERENCE_FILE",
+        help="write the log-probabilities of these translations of the input instead of "
+        "translating (one per input line)",
+    )
     p.add_argument("--length-penalty", type=float, help="GNMT alpha; larger favours longer output")
     p.add_argument("--max-len", type=int, help="absolute output length limit in subwords")
     p.add_argument("--sample", action="store_true", help="sample instead of beam search")
@@ -64,19 +86,101 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    check_score_options(args)
     decoder, model = load_ensemble_of_type(args, Seq2Seq, "s2s-translate")
-    search = search_config(model.search, args, "s2s-translate")
-    config = sampling_config(search, args, "s2s-translate") if args.sample else search
-    if args.attention_png and any(m.decoder.attention is None for m in members(decoder)):
-        sys.exit("s2s-translate: this model has no attention to draw")
     try:
-        runs = read_line_runs(args.input, CHUNK_LINES)
-        with open_output(args.output) as out:
-            if args.attention_png:
-                args.attention_png.mkdir(parents=True, exist_ok=True)
-            write_translations(model, decoder, runs, config, args, out)
+        if args.score:
+            run_scoring(model, decoder, args)
+        else:
+            run_translation(model, decoder, args)
     except DataError as e:
         sys.exit(f"s2s-translate: {e}")
+
+
+def run_translation(model: Seq2Seq, decoder: Seq2Seq | Ensemble, args: argparse.Namespace) -> None:
+    """Translate ``args.input`` into ``args.output`` as the options say."""
+    search = search_config(model.search, args, "s2s-translate")
+    config = search
+    if args.sample:
+        config = replace(sampling_config(search, args, "s2s-translate"), num_samples=args.n_best)
+    if args.attention_png and any(m.decoder.attention is None for m in members(decoder)):
+        sys.exit("s2s-translate: this model has no attention to draw")
+    runs = read_line_runs(args.input, CHUNK_LINES)
+    with open_output(args.output) as out:
+        if args.attention_png:
+            args.attention_png.mkdir(parents=True, exist_ok=True)
+        write_translations(model, decoder, runs, config, args, out)
+
+
+def run_scoring(model: Seq2Seq, decoder: Seq2Seq | Ensemble, args: argparse.Namespace) -> None:
+    """Score the references ``args.score`` of ``args.input`` into ``args.output``."""
+    lines, references = read_references(args.input, args.score)
+    with open_output(args.output) as out:
+        write_scores(model, decoder, lines, references, args, out)
+
+
+def check_score_options(args: argparse.Namespace) -> None:
+    """Exits with one line if ``--score`` comes with an option that only translation has."""
+    translation_only = {
+        "--sample": args.sample,
+        "--n-best": args.n_best != 1,
+        "--print-scores": args.print_scores,
+        "--attention-png": args.attention_png,
+    }
+    given = [option for option, on in translation_only.items() if on]
+    if args.score and given:
+        sys.exit(f"s2s-translate: --score does not combine with {given[0]}")
+
+
+def read_references(input_path: str, reference_path: str) -> tuple[list[str], list[str]]:
+    """The input lines and their reference translations, one per input line."""
+    lines, references = read_lines(input_path), read_lines(reference_path)
+    if len(lines) != len(references):
+        name = "stdin" if input_path == "-" else input_path
+        raise DataError(f"{name} has {len(lines)} lines but {reference_path} has {len(references)}")
+    return lines, references
+
+
+def write_scores(
+    model: Seq2Seq,
+    decoder: Seq2Seq | Ensemble,
+    lines: list[str],
+    references: list[str],
+    args: argparse.Namespace,
+    out: TextIO,
+) -> None:
+    """Per input line, ``TOTAL<TAB>LP1 ... LPeos`` of its reference under ``decoder``, flushed
+    batch by batch in input order; an empty line for an empty input line."""
+    tgt_tok = model.tokenizers["tgt"]
+    for start in range(0, len(lines), CHUNK_LINES):
+        chunk = lines[start : start + CHUNK_LINES]
+        targets = [tgt_tok.encode(ref) for ref in references[start : start + CHUNK_LINES]]
+        for done in forced_scores(model, decoder, chunk, targets, args):
+            out.writelines(score_line(chunk[i], scores) + "\n" for i, scores in done)
+            out.flush()
+
+
+def forced_scores(
+    model: Seq2Seq,
+    decoder: Seq2Seq | Ensemble,
+    lines: list[str],
+    targets: list[list[int]],
+    args: argparse.Namespace,
+) -> Iterator[list[tuple[int, list[float]]]]:
+    """After each batch, the lines newly scored in input order: (index in ``lines``, per-token
+    log-probabilities of its target)."""
+
+    def score(batch: TranslationBatch) -> list[list[float]]:
+        return force_decode(decoder, batch, [targets[i] for i in batch.indices.tolist()])
+
+    return in_input_order(model, lines, args, score)
+
+
+def score_line(line: str, scores: list[float]) -> str:
+    """``TOTAL<TAB>LP1 ... LPeos``, or empty for a blank input line."""
+    if not line.strip():
+        return ""
+    return f"{sum(scores):.6f}\t" + " ".join(f"{lp:.6f}" for lp in scores)
 
 
 def write_translations(
@@ -95,7 +199,7 @@ def write_translations(
         for done in translations(model, decoder, lines, config, args):
             for i, nbest in done:
                 # An empty line gives empty lines, whatever the model would make of it.
-                out.writelines(tgt_text(model, lines[i], hyp) + "\n" for hyp in nbest)
+                out.writelines(output_line(model, lines[i], hyp, args) + "\n" for hyp in nbest)
                 if args.attention_png and lines[i].strip():
                     draw_attention(model, lines[i], nbest[0], args, start + i)
             out.flush()
@@ -119,27 +223,42 @@ def translations(
     config: SearchConfig | SamplingConfig,
     args: argparse.Namespace,
 ) -> Iterator[list[tuple[int, list[Hypothesis]]]]:
-    """After each batch, the lines newly translated in input order: (index in ``lines``, n-best).
+    """After each batch, the lines newly translated in input order: (index in ``lines``, n-best)."""
+    return in_input_order(model, lines, args, lambda batch: decode(decoder, batch, config))
 
-    Lines are batched by length, so the translated prefix of ``lines`` grows batch by batch.
+
+def in_input_order(
+    model: Seq2Seq,
+    lines: list[str],
+    args: argparse.Namespace,
+    process: Callable[[TranslationBatch], list[T]],
+) -> Iterator[list[tuple[int, T]]]:
+    """After each batch, the lines newly processed in input order: (index in ``lines``, result of
+    ``process(batch)`` for it).
+
+    Lines are batched by length, so the processed prefix of ``lines`` grows batch by batch.
     """
-    outputs: list[list[Hypothesis] | None] = [None] * len(lines)
+    outputs: list[T | None] = [None] * len(lines)
     done = 0
     src_tok = model.tokenizers["src"]
     for batch in make_batches(lines, src_tok, max_tokens=args.max_tokens, max_len=args.max_src_len):
         batch.src = batch.src.to(args.device)
         batch.src_lengths = batch.src_lengths.to(args.device)
-        for i, nbest in zip(batch.indices.tolist(), decode(decoder, batch, config), strict=True):
-            outputs[i] = nbest
+        for i, result in zip(batch.indices.tolist(), process(batch), strict=True):
+            outputs[i] = result
         first = done
         while done < len(lines) and outputs[done] is not None:
             done += 1
         yield [(i, outputs[i]) for i in range(first, done)]
 
 
-def tgt_text(model: Seq2Seq, line: str, hyp: Hypothesis) -> str:
-    """The output line of ``hyp``: empty for a blank input line."""
-    return model.tokenizers["tgt"].decode(hyp.tokens) if line.strip() else ""
+def output_line(model: Seq2Seq, line: str, hyp: Hypothesis, args: argparse.Namespace) -> str:
+    """The output line of ``hyp``, its scores first with ``--print-scores``; empty for a blank
+    input line."""
+    if not line.strip():
+        return ""
+    text = model.tokenizers["tgt"].decode(hyp.tokens)
+    return f"{hyp.score:.6f}\t{hyp.normalized_score:.6f}\t{text}" if args.print_scores else text
 
 
 def draw_attention(

@@ -27,6 +27,7 @@ from s2s.decoding import SamplingConfig, SearchConfig, greedy
         (SamplingConfig, {"top_k": -1}, "top_k must be >= 0"),
         (SamplingConfig, {"top_p": 0.0}, r"top_p must be in \(0, 1\]"),
         (SamplingConfig, {"top_p": 1.5}, "top_p must be in"),
+        (SamplingConfig, {"num_samples": 0}, "num_samples must be >= 1, got 0"),
         (SamplingConfig, {"max_len_b": -1}, "max_len_b must be >= 0"),
     ],
 )

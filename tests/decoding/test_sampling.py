@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from s2s.decoding import SamplingConfig, greedy, sample
+from s2s.decoding import SamplingConfig, decode, greedy, sample
 from s2s.decoding.sampling import filter_logits
+from s2s.tokenizer import EOS_ID
 
 A, B, C = 4, 5, 6  # scripted words; ids 0-3 are PAD, UNK, BOS, EOS
 
@@ -69,3 +70,23 @@ def test_filter_logits_keeps_top_k_and_the_nucleus() -> None:
     assert kept.tolist() == [[True, False, True]]
     kept = filter_logits(log_probs, SamplingConfig(top_p=0.85)).isfinite()
     assert kept.tolist() == [[True, True, True]]
+
+
+def test_num_samples_draws_each_item_as_often_as_repeating_it(scripted) -> None:
+    """An item's samples are independent draws: as if the batch held it that many times."""
+    scripts = [{(): {A: 0.5, B: 0.5}}, {(): {C: 0.5, EOS_ID: 0.5}}]
+    config = SamplingConfig(seed=3, num_samples=50)
+    repeated = sample(
+        scripted(),
+        [s for s in scripts for _ in range(50)],
+        dataclasses.replace(config, num_samples=1),
+    )
+    hyps = sample(scripted(), scripts, config)
+    assert [h.tokens for h in hyps] == [h.tokens for h in repeated]
+    assert {tuple(h.tokens) for h in hyps[:50]} == {(A,), (B,)}
+    assert {tuple(h.tokens) for h in hyps[50:]} == {(C,), ()}
+    grouped = decode(scripted(), scripts, config)
+    assert [[h.tokens for h in group] for group in grouped] == [
+        [h.tokens for h in hyps[:50]],
+        [h.tokens for h in hyps[50:]],
+    ]

@@ -295,3 +295,61 @@ def test_an_ensemble_needs_one_vocabulary(tmp_path, ckpt, input_file):
     message = f"^s2s-translate: {other} and {ckpt}: different vocabularies, cannot ensemble$"
     with pytest.raises(SystemExit, match=message):
         translate(tmp_path, "--ckpt", str(ckpt), "--ckpt", str(other), "--input", str(input_file))
+
+
+def scored(tmp_path, ckpts: list[str], input_file, references: list[str]) -> list[str]:
+    """``--score`` output for ``references`` (one per line of ``input_file``)."""
+    refs = tmp_path / "references.txt"
+    refs.write_text("".join(ref + "\n" for ref in references), encoding="utf-8")
+    ckpt_args = [arg for ckpt in ckpts for arg in ("--ckpt", ckpt)]
+    return translate(tmp_path, *ckpt_args, "--input", str(input_file), "--score", str(refs))
+
+
+@pytest.mark.parametrize("copies", [1, 2], ids=["model", "ensemble"])
+def test_a_beam_output_scores_the_beams_score(tmp_path, ckpt, input_file, copies):
+    """``--n-best 2 --print-scores`` hypotheses forced back through ``--score`` get their scores."""
+    ckpts = [str(ckpt)] * copies
+    ckpt_args = [arg for c in ckpts for arg in ("--ckpt", c)]
+    args = [*ckpt_args, "--input", str(input_file), "--n-best", "2"]
+    nbest = translate(tmp_path, *args, "--print-scores")
+    assert [line.split("\t")[-1] for line in nbest] == translate(tmp_path, *args)
+    tgt_tok = load_model(ckpt).tokenizers["tgt"]
+    for rank in range(2):
+        hyps = [line.split("\t") if line else None for line in nbest[rank::2]]
+        outputs = scored(tmp_path, ckpts, input_file, [hyp[2] if hyp else "" for hyp in hyps])
+        assert len(outputs) == len(LINES) and outputs[1] == ""  # the empty line is not scored
+        for hyp, output in zip(hyps, outputs, strict=True):
+            if hyp is None:
+                continue
+            total, per_token = output.split("\t")
+            token_scores = [float(lp) for lp in per_token.split()]
+            assert float(total) == pytest.approx(float(hyp[0]), abs=1e-4)
+            assert sum(token_scores) == pytest.approx(float(total), abs=1e-4)
+            assert len(token_scores) == len(tgt_tok.encode(hyp[2])) + 1  # EOS last
+
+
+def test_score_needs_one_reference_per_input_line(tmp_path, ckpt, input_file):
+    refs = tmp_path / "references.txt"
+    refs.write_text("a b c\n" * (len(LINES) - 1), encoding="utf-8")
+    with pytest.raises(SystemExit) as exit_info:
+        translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file), "--score", str(refs))
+    assert exit_info.value.code == (
+        f"s2s-translate: {input_file} has {len(LINES)} lines but {refs} has {len(LINES) - 1}"
+    )
+
+
+def test_score_does_not_combine_with_sampling(tmp_path, ckpt, input_file):
+    args = ["--ckpt", str(ckpt), "--input", str(input_file), "--score", str(input_file)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--sample"])
+    assert exit_info.value.code == "s2s-translate: --score does not combine with --sample"
+
+
+def test_sampling_n_best_writes_n_different_samples_per_line(tmp_path, ckpt, input_file):
+    args = ["--ckpt", str(ckpt), "--input", str(input_file), "--sample", "--temperature", "3"]
+    samples = translate(tmp_path, *args, "--n-best", "4", "--seed", "1")
+    assert len(samples) == 4 * len(LINES)
+    assert samples[4:8] == [""] * 4
+    per_line = [samples[4 * i : 4 * i + 4] for i, line in enumerate(LINES) if line]
+    assert all(len(set(four)) > 1 for four in per_line)
+    assert translate(tmp_path, *args, "--n-best", "4", "--seed", "1") == samples
