@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import Tensor
 
-from s2s.cider import cider_d
+from s2s.coco_caption import coco_scores
 from s2s.data.captions import CaptionBatch
 from s2s.decoding import SearchConfig
 from s2s.metrics import bleu_n, exact_match
@@ -145,10 +145,11 @@ class Captioner(EncoderDecoderModule):
         return configure_optimizers(groups, self.optim)
 
     def extra_scores(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
-        """BLEU-1..4, CIDEr-D and exact match against all references of each image."""
+        """Against all references of each image: sacreBLEU's BLEU-1..4, the COCO protocol's
+        BLEU-1..4, ROUGE-L and CIDEr-D (the numbers papers report) and exact match."""
         bleus = bleu_n(hyps, refs)
         return {
             **{f"bleu{n}": b for n, b in enumerate(bleus, start=1)},
-            "cider": cider_d(hyps, refs),
+            **coco_scores(hyps, refs),
             "exact": exact_match(hyps, refs),
         }

@@ -200,4 +200,5 @@ def test_validation_logs_caption_metrics(overfit, tmp_path):
     trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
     [metrics] = trainer.validate(model, datamodule=data, verbose=False)
     assert metrics["val/exact"] == 100.0 and metrics["val/bleu4"] == pytest.approx(100.0)
-    assert metrics["val/cider"] > 0 and metrics["val/bleu1"] == pytest.approx(100.0)
+    assert metrics["val/cider_d"] > 0 and metrics["val/bleu1"] == pytest.approx(100.0)
+    assert metrics["val/coco_bleu4"] == pytest.approx(100.0) and metrics["val/rouge_l"] == 100.0

@@ -1,0 +1,54 @@
+"""The COCO caption evaluation protocol, the numbers captioning papers report.
+
+Captions are lowercased and PTB-tokenized with punctuation removed (:func:`ptb_tokenize`), then
+scored by pycocoevalcap's pure-Python scorers: BLEU-1..4 with the closest reference length,
+ROUGE-L and CIDEr-D. pycocoevalcap names its CIDEr-D scorer ``Cider``: it clips the hypothesis
+counts and applies the Gaussian length penalty (sigma 6), which is what defines CIDEr-D. METEOR and
+SPICE need Java and are left out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.rouge.rouge import Rouge
+from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
+
+# Brackets and double quotes: the Java tokenizer rewrites them as -LRB- ... and `` '' (removed).
+_DROPPED = frozenset(PUNCTUATIONS) | set('()[]{}"')
+_CLITIC = re.compile(r"(?<=[^\W_])(n't|'(?:s|re|ve|ll|d|m))\b")
+_TOKEN = re.compile(r"'(?:s|re|ve|ll|d|m)\b|\d+(?:[.,]\d+)+|[^\W_]+(?:[-'&/.][^\W_]+)*|\S")
+
+
+def ptb_tokenize(text: str) -> str:
+    """``text`` lowercased, PTB-tokenized, without the punctuation the COCO evaluation removes.
+
+    A Python stand-in for pycocoevalcap's ``PTBTokenizer``, which runs Stanford's Java tokenizer:
+    like it, clitics are split off ("don't" -> "do n't", "dog's" -> "dog 's"), words keep inner
+    hyphens, apostrophes, slashes and ampersands, numbers keep their inner commas and periods, and
+    other symbols become tokens of their own ("$5" -> "$ 5"). It differs in having no abbreviation
+    list ("st." and "u.s." lose their final period, which Java keeps), in dropping brackets and
+    quotes outright (Java rewrites them as -LRB-, `` and the like) and in following only the PTB
+    rules above (no Unicode normalisation, no special cases such as "cannot" -> "can not").
+    """
+    spaced = _CLITIC.sub(r" \1", text.lower())
+    return " ".join(t for t in _TOKEN.findall(spaced) if t not in _DROPPED)
+
+
+def coco_scores(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str, float]:
+    """BLEU-1..4, ROUGE-L and CIDEr-D of ``hyps[i]`` against ``refs[i]``, x100 as papers print
+    them, under the names ``coco_bleu1..4``, ``rouge_l`` and ``cider_d``."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference sets")
+    names = [f"coco_bleu{n}" for n in range(1, 5)] + ["rouge_l", "cider_d"]
+    if not hyps:
+        return dict.fromkeys(names, 0.0)
+    gts = {i: [ptb_tokenize(r) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [ptb_tokenize(h)] for i, h in enumerate(hyps)}
+    bleus, _ = Bleu(4).compute_score(gts, res, verbose=0)  # verbose=0: no "ratio" print
+    rouge, _ = Rouge().compute_score(gts, res)
+    cider, _ = Cider().compute_score(gts, res)
+    return {name: 100.0 * float(s) for name, s in zip(names, [*bleus, rouge, cider], strict=True)}
