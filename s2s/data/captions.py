@@ -7,15 +7,17 @@ its captions), in the file's order:
   ``annotations[{image_id, caption}]``) and its image folder;
 - :class:`KarpathySplit`: Karpathy & Fei-Fei's split JSON (``dataset_coco.json``,
   ``dataset_flickr8k.json``: ``images[{filename, [filepath], split, sentences[{raw}]}]``);
-- :class:`Flickr8kCaptions`: ``Flickr8k.token.txt`` (``name.jpg#k<TAB>caption``) and a split list
-  (``Flickr_8k.trainImages.txt``, one file name a line);
+- :class:`Flickr8kCaptions`: ``Flickr8k.token.txt`` (``name.jpg#k<TAB>caption``) or Kaggle's
+  ``captions.txt`` (``image,caption`` CSV), and a split list (``Flickr_8k.trainImages.txt``, one
+  file name a line);
 - :class:`TsvCaptions`: ``image_path<TAB>caption`` lines, several lines per image allowed.
 
 Bad input, case by case:
 
 - malformed annotation files (bad JSON, missing keys, a TSV line without a tab, an empty caption):
   :class:`~s2s.io.DataError` naming the file and the entry or line;
-- captions for images the file does not list, images without captions, and missing image files:
+- captions for images the file does not list, Flickr8k keys that name no image file, images
+  without captions, and missing image files:
   skipped when a split is read, with their number and the first names in a warning;
 - grayscale, palette, RGBA/LA (composited on white), CMYK and 16-bit images: converted to 8-bit RGB;
 - images that cannot be decoded (truncated, corrupt, not an image): found only when a DataLoader
@@ -26,6 +28,7 @@ Bad input, case by case:
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -129,25 +132,61 @@ class KarpathySplit(CaptionSource):
 
 
 class Flickr8kCaptions(CaptionSource):
-    """Flickr8k (or Flickr30k) token file with one split's list of image names.
+    """Flickr8k (or Flickr30k) captions with one split's list of image names.
 
     Args:
-        captions: ``Flickr8k.token.txt``: ``name.jpg#k<TAB>caption`` lines.
+        captions: ``Flickr8k.token.txt`` (``name.jpg#k<TAB>caption`` lines) or the Kaggle
+            release's ``captions.txt`` (CSV with an ``image,caption`` header).
         split_list: ``Flickr_8k.trainImages.txt`` etc.: one image name a line, in split order.
-        images: Folder of the images.
+        images: Folder of the images; default: ``Flicker8k_Dataset/`` (the original release's
+            name) or ``Images/`` (Kaggle's) beside ``captions``.
     """
 
-    def __init__(self, captions: str, split_list: str, images: str) -> None:
-        self.captions, self.split_list, self.images = Path(captions), Path(split_list), Path(images)
+    def __init__(self, captions: str, split_list: str, images: str | None = None) -> None:
+        self.captions, self.split_list = Path(captions), Path(split_list)
+        self.images = Path(images) if images is not None else _flickr_images(self.captions)
 
     def read(self) -> list[ImageCaptions]:
+        if not self.split_list.is_file():
+            raise DataError(
+                f"{self.split_list}: no such file; the official split lists (Flickr_8k.trainImages"
+                ".txt, ...devImages.txt, ...testImages.txt) are in Flickr8k_text.zip of the "
+                "original release (Hodosh et al., 2013), which the Kaggle copy lacks"
+            )
         names = [line.strip() for line in read_lines(self.split_list) if line.strip()]
         captions: dict[str, list[str]] = {name: [] for name in names}
-        for lineno, (key, caption) in _tsv(self.captions):
+        no_image = []
+        for where, key, caption in _flickr_rows(self.captions):
             name = key.rpartition("#")[0] or key
-            if name in captions:  # the other splits' images are not an error
-                captions[name].append(_caption(caption, f"{self.captions}:{lineno}"))
+            if Path(name).suffix.lower() not in Image.registered_extensions():
+                no_image.append(key)  # e.g. Flickr8k's orphan key 2258277193_586949ec62.jpg.1#0
+            elif name in captions:  # the other splits' images are not an error
+                captions[name].append(_caption(caption, where))
+        _warn_skipped(self.captions, "captions whose key names no image file", no_image)
         return _grouped(self.captions, [(self.images / n, c) for n, c in captions.items()])
+
+
+def _flickr_images(captions: Path) -> Path:
+    """The image folder beside a Flickr8k captions file, under either name it is released with."""
+    for name in ("Flicker8k_Dataset", "Images"):
+        if (captions.parent / name).is_dir():
+            return captions.parent / name
+    raise DataError(f"{captions.parent}: no Flicker8k_Dataset/ or Images/ folder; set images")
+
+
+def _flickr_rows(path: Path) -> list[tuple[str, str, str]]:
+    """(where, key, caption) of each caption of a Flickr8k token file or Kaggle CSV."""
+    lines = read_lines(path)
+    if not lines or lines[0].strip() != "image,caption":
+        return [(f"{path}:{lineno}", key, caption) for lineno, (key, caption) in _tsv(path)]
+    rows = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if line.strip():
+            key, *caption = next(csv.reader([line]))
+            if not caption:
+                raise DataError(f"{path}:{lineno}: expected 'image,caption', found no comma")
+            rows.append((f"{path}:{lineno}", key.strip(), ",".join(caption)))
+    return rows
 
 
 class TsvCaptions(CaptionSource):

@@ -101,6 +101,53 @@ def test_tsv_paths_default_to_the_tsv_folder(images):
     assert TsvCaptions(str(tsv)).read() == [ImageCaptions(images / "red.png", ("red",))]
 
 
+def write_flickr_split(root):
+    split_list = root / "Flickr_8k.trainImages.txt"
+    split_list.write_text("".join(f"{name}\n" for name in CAPTIONS))
+    return split_list
+
+
+@pytest.mark.parametrize("folder", ["Flicker8k_Dataset", "Images"])
+def test_flickr8k_kaggle_csv_and_default_image_folders(tmp_path, images, folder):
+    images.rename(tmp_path / folder)
+    captions = tmp_path / "captions.txt"
+    rows = [f'{name},"{c}"' for name, caps in CAPTIONS.items() for c in caps]
+    rows[0] = "red.png,A red, square."  # commas inside a caption, quoted or not
+    rows[1] = 'red.png,"a  red   box, big"'
+    captions.write_text("\n".join(["image,caption", "other.png,not in this split", *rows]) + "\n")
+    got = Flickr8kCaptions(str(captions), str(write_flickr_split(tmp_path))).read()
+    want = expected(tmp_path / folder)
+    want[0] = ImageCaptions(tmp_path / folder / "red.png", ("A red, square.", "a red box, big"))
+    assert got == want
+
+
+def test_flickr8k_errors_name_what_is_missing(tmp_path):
+    captions = tmp_path / "captions.txt"
+    captions.write_text("image,caption\nred.png\n")
+    with pytest.raises(DataError, match="no Flicker8k_Dataset/ or Images/ folder"):
+        Flickr8kCaptions(str(captions), "split.txt")
+    (tmp_path / "Images").mkdir()
+    with pytest.raises(DataError, match=r"split.txt: no such file; .*Flickr8k_text.zip"):
+        Flickr8kCaptions(str(captions), str(tmp_path / "split.txt")).read()
+    split_list = write_flickr_split(tmp_path)
+    with pytest.raises(DataError, match=r"captions.txt:2: expected 'image,caption'"):
+        Flickr8kCaptions(str(captions), str(split_list)).read()
+
+
+def test_flickr8k_orphan_key_is_a_logged_skip(tmp_path, images, caplog):
+    token = tmp_path / "Flickr8k.token.txt"
+    lines = [f"{name}#{k}\t{c}" for name, caps in CAPTIONS.items() for k, c in enumerate(caps)]
+    orphan = ["2258277193_586949ec62.jpg.1#0\tghost", "2258277193_586949ec62.jpg.1#1\tghost"]
+    token.write_text("\n".join([*lines[:2], *orphan, *lines[2:]]) + "\n")
+    with caplog.at_level(logging.WARNING):
+        got = Flickr8kCaptions(str(token), str(write_flickr_split(tmp_path)), str(images)).read()
+    assert got == expected(images)
+    assert (
+        "skipped 2 captions whose key names no image file: 2258277193_586949ec62.jpg.1#0, "
+        "2258277193_586949ec62.jpg.1#1" in caplog.text
+    )
+
+
 def test_unknown_images_and_images_without_captions_are_skipped(tmp_path, images, caplog):
     path = write_coco(tmp_path / "coco.json", [{"image_id": 999, "caption": "ghost"}])
     data = json.loads(path.read_text())
