@@ -198,9 +198,8 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
             }
         )
         out = write_log_file(self.trainer, "test_hypotheses.txt", hyps)
-        if self.trainer.is_global_zero:
-            print("".join(f"{name} = {value:.2f}\n" for name, value in extra.items()), end="")
-            print(f"{scores}\nhypotheses: {out}")
+        self.print("".join(f"{name} = {value:.2f}\n" for name, value in extra.items()), end="")
+        self.print(f"{scores}\nhypotheses: {out}")
 
     def _collect(self, batch: Any, hyps: list[Hypothesis]) -> None:
         refs = [[r] if isinstance(r, str) else list(r) for r in batch.refs]
@@ -258,8 +257,7 @@ class HypothesesFile(BasePredictionWriter):
     ) -> None:
         hyps = _in_data_order(item for part in _all_gather(predictions) for b in part for item in b)
         out = write_log_file(trainer, "predictions.txt", hyps)
-        if trainer.is_global_zero:
-            print(f"predictions: {out}")
+        pl_module.print(f"predictions: {out}")
 
 
 def write_log_file(trainer: L.Trainer, name: str, lines: list[str]) -> Path:
