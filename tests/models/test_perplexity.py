@@ -9,6 +9,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import quiet_trainer
 from torch.utils.data import DataLoader
 
 from s2s.data import TranslationData
@@ -37,9 +38,7 @@ def test_the_accumulator_is_not_checkpointed():
 
 
 def validate(model: L.LightningModule, **data) -> dict[str, float]:
-    trainer = L.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
-    )
+    trainer = quiet_trainer()
     trainer.validate(model, verbose=False, **data)
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
 
