@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
-
-from s2s.cli import main as s2s_main
+from tiny import config, run_cli, write_config, write_lines
 
 # The tests' models are tiny: one thread is faster than two, and much faster on a busy machine.
 torch.set_num_threads(1)
@@ -24,11 +21,6 @@ def copy_pairs(n: int, seed: int) -> list[str]:
     return [" ".join(rng.choices(SYMBOLS, k=rng.randint(3, 6))) for _ in range(n)]
 
 
-def write_lines(path: Path, lines: list[str]) -> Path:
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
-
-
 def write_corpus(root: Path, splits: dict[str, list[str]]) -> Path:
     """``{root}/{split}.src`` and ``.tgt`` for each split, both sides equal (a copy task)."""
     root.mkdir(parents=True, exist_ok=True)
@@ -38,57 +30,43 @@ def write_corpus(root: Path, splits: dict[str, list[str]]) -> Path:
     return root
 
 
-def tiny_recipe(run_dir: Path, data_dir: Path, cache_dir: Path, max_steps: int) -> dict:
-    """A LightningCLI config for a small attention model on ``data_dir``, writing under run_dir."""
-    return {
-        "seed_everything": 1,
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": 1,
-            "max_steps": max_steps,
-            "gradient_clip_val": 1.0,
-            "log_every_n_steps": 10,
-            "limit_val_batches": 0,
-            "num_sanity_val_steps": 0,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(run_dir),
-            "logger": {
-                "class_path": "lightning.pytorch.loggers.CSVLogger",
-                "init_args": {"save_dir": str(run_dir), "name": "logs"},
-            },
-            "callbacks": [
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {"dirpath": str(run_dir / "checkpoints"), "filename": "last"},
-                }
-            ],
+def copy_task_config(run_dir: Path, data_dir: Path, cache_dir: Path, max_steps: int) -> dict:
+    """:func:`tiny.config` for a 64-unit Bahdanau-attention model on the copy task in
+    ``data_dir``, logging to CSV and saving ``last.ckpt`` under ``run_dir``."""
+    return config(
+        run_dir,
+        data_dir,
+        model={
+            "embedding_size": 64,
+            "hidden_size": 64,
+            "attention": "bahdanau",
+            "optim": {"lr": 0.01},
+            "search": {"beam_size": 3, "max_len_a": 1.5, "max_len_b": 5},
         },
-        "model": {
-            "class_path": "s2s.models.Seq2Seq",
-            "init_args": {
-                "embedding_size": 64,
-                "hidden_size": 64,
-                "attention": "bahdanau",
-                "dropout": 0.0,
-                "label_smoothing": 0.0,
-                "optim": {"lr": 0.01},
-                "search": {"beam_size": 3, "max_len_a": 1.5, "max_len_b": 5},
-            },
+        data={
+            "src_lang": "src",
+            "tgt_lang": "tgt",
+            "tokenizer": {"vocab_size": 300, "cache_dir": str(cache_dir)},
+            "max_tokens": 256,
+            "eval_max_tokens": 256,
         },
-        "data": {
-            "class_path": "s2s.data.TranslationData",
-            "init_args": {
-                "data_dir": str(data_dir),
-                "src_lang": "src",
-                "tgt_lang": "tgt",
-                "test_split": "test",
-                "tokenizer": {"vocab_size": 300, "cache_dir": str(cache_dir)},
-                "max_tokens": 256,
-                "eval_max_tokens": 256,
-            },
+        max_epochs=None,
+        max_steps=max_steps,
+        gradient_clip_val=1.0,
+        log_every_n_steps=10,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        logger={
+            "class_path": "lightning.pytorch.loggers.CSVLogger",
+            "init_args": {"save_dir": str(run_dir), "name": "logs"},
         },
-    }
+        callbacks=[
+            {
+                "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                "init_args": {"dirpath": str(run_dir / "checkpoints"), "filename": "last"},
+            }
+        ],
+    )
 
 
 @pytest.fixture
@@ -115,10 +93,6 @@ def copy_run(tmp_path_factory) -> Path:
             "test": copy_pairs(30, seed=2),
         },
     )
-    config = tiny_recipe(root / "run", data_dir, root / "cache", max_steps=150)
-    config_path = root / "config.yaml"
-    config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(sys, "argv", ["s2s"])  # LightningCLI warns about pytest's own arguments
-        s2s_main(["fit", "--config", str(config_path)])
+    cfg = copy_task_config(root / "run", data_dir, root / "cache", max_steps=150)
+    run_cli("fit", "--config", str(write_config(root / "config.yaml", cfg)))
     return root

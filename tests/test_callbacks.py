@@ -1,7 +1,15 @@
 import lightning as L
 import pytest
 import torch
-from tiny import checkpointing, config, run_cli, translation_data, write_config, write_corpus
+from tiny import (
+    checkpointing,
+    config,
+    quiet_trainer,
+    run_cli,
+    translation_data,
+    write_config,
+    write_corpus,
+)
 
 from s2s.callbacks import FreezeEncoder
 from s2s.checkpoint import MODEL_CLASSES, load_model, read_checkpoint
@@ -62,15 +70,10 @@ def test_freeze_encoder_for_the_first_epochs(tmp_path):
     initial = Snapshots()
     initial.on_train_epoch_end(None, model)
     after = Snapshots()
-    trainer = L.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         max_epochs=2,
         gradient_clip_val=1.0,
         limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[FreezeEncoder(epochs=1), after],
     )
     trainer.fit(model, data)

@@ -5,12 +5,12 @@ once, with the same BLEU as a single process on the same checkpoint."""
 import csv
 import json
 
-import lightning as L
 import pytest
 from tiny import (
     RecordBatches,
     checkpointing,
     config,
+    quiet_trainer,
     run_cli_subprocess,
     translation_data,
     write_config,
@@ -38,14 +38,7 @@ def logged(work, name):
 
 def single_process(cfg, work):
     """A one-device trainer and the data module of ``cfg``."""
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        default_root_dir=str(work),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(default_root_dir=str(work))
     return trainer, translation_data(cfg["data"]["init_args"])
 
 

@@ -1,11 +1,10 @@
 """Fine-tuning: ``--model.init_from CKPT`` starts from the checkpoint's weights and tokenizes the
 new data with the checkpoint's tokenizers; an incompatible vocabulary is a clear error."""
 
-import lightning as L
 import pytest
 import torch
 import yaml
-from tiny import run_cli, translation_data, write_config, write_corpus
+from tiny import quiet_trainer, run_cli, translation_data, write_config, write_corpus
 
 from s2s.checkpoint import CLASS_KEY, load_model, read_checkpoint
 from s2s.data import TranslationData
@@ -46,14 +45,7 @@ def test_init_from_loads_weights_and_keeps_the_tokenizers(copy_run, base, tmp_pa
 
 
 def trainer():
-    return L.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    return quiet_trainer(max_steps=1)
 
 
 def test_data_with_other_tokenizers_is_a_clear_error(copy_run, base, tmp_path):

@@ -1,4 +1,5 @@
-"""A tiny synthetic corpus, a tiny translator config and helpers to train it in a few seconds.
+"""A tiny synthetic corpus, the one translator config builder of the tests (conftest.py's copy
+run overrides it), a quiet Trainer, and helpers to train in a few seconds.
 
 Shared by the tests of DDP, resuming, callbacks, fine-tuning, precision, the tools and bad
 input. The corpus is one template ("the {adj} {noun} {verb} in the park .") so that a few dozen
@@ -52,8 +53,16 @@ def write_corpus(root: Path) -> Path:
     return root
 
 
-def config(work: Path, data_dir: Path, **trainer: Any) -> dict[str, Any]:
-    """A CLI config of a 16-unit attention translator on ``data_dir``; ``trainer`` overrides."""
+def config(
+    work: Path,
+    data_dir: Path,
+    *,
+    model: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+    **trainer: Any,
+) -> dict[str, Any]:
+    """A CLI config of a 16-unit attention translator on ``data_dir``; ``model``, ``data`` and
+    ``trainer`` override (or add) model and data init_args and trainer arguments."""
     return {
         "seed_everything": 1,
         "trainer": {
@@ -75,6 +84,7 @@ def config(work: Path, data_dir: Path, **trainer: Any) -> dict[str, Any]:
                 "label_smoothing": 0.0,
                 "optim": {"lr": 0.02},
                 "search": {"beam_size": 2, "max_len_a": 0.0, "max_len_b": 12},
+                **(model or {}),
             },
         },
         "data": {
@@ -90,9 +100,24 @@ def config(work: Path, data_dir: Path, **trainer: Any) -> dict[str, Any]:
                 "max_len": 30,
                 "max_tokens": 40,
                 "eval_max_tokens": 200,
+                **(data or {}),
             },
         },
     }
+
+
+def quiet_trainer(**kwargs: Any) -> L.Trainer:
+    """A one-CPU Trainer without logger, checkpoints, progress bar or summary; ``kwargs``
+    override or add."""
+    quiet = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return L.Trainer(**quiet | kwargs)
 
 
 def checkpointing(dirpath: Path, **kwargs: Any) -> dict[str, Any]:

@@ -11,14 +11,12 @@ prediction needs only ``indices``.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import lightning as L
-import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
@@ -27,6 +25,7 @@ from torch import Tensor
 from s2s.checkpoint import TokenizersInCheckpoint, read_checkpoint
 from s2s.decoding import Hypothesis, SearchConfig, beam_search, greedy
 from s2s.metrics import CorpusScores, corpus_scores
+from s2s.models.perplexity import TokenNLL
 from s2s.nn.decoder import DecoderState, RNNDecoder
 from s2s.nn.encoder import EncoderOutput
 from s2s.optim import OptimConfig, configure_optimizers
@@ -70,7 +69,7 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
         self.search = search
         self.init_from = init_from
         self._decoded: list[_Decoded] = []
-        self._nll = torch.zeros(2)  # summed validation NLL, target tokens
+        self._nll = TokenNLL()
         # Target tokens these weights were trained on, all ranks: checkpointed, so a resumed (or
         # fine-tuned) run goes on counting.
         self.tokens_trained = 0
@@ -145,9 +144,7 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
     # --- evaluation
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         target = batch.tgt[:, 1:]
-        logits = self(batch).flatten(0, 1).float()
-        nll = F.cross_entropy(logits, target.flatten(), ignore_index=PAD_ID, reduction="sum")
-        self._nll += torch.stack([nll.detach().cpu(), (target != PAD_ID).sum().cpu().float()])
+        self._nll.update(self(batch).flatten(0, 1), target.flatten(), ignore_index=PAD_ID)
         s = self.search
         hyps = greedy(self, batch, max_len_a=s.max_len_a, max_len_b=s.max_len_b, min_len=s.min_len)
         self._collect(batch, hyps)
@@ -173,19 +170,16 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._decoded.clear()
-        self._nll.zero_()
+        self._nll.reset()
 
     def on_test_epoch_start(self) -> None:
         self._decoded.clear()
 
     def on_validation_epoch_end(self) -> None:
-        nll, ntokens = self.trainer.strategy.reduce(self._nll.to(self.device), reduce_op="sum")
         scores, _, extra = self._corpus_scores()
-        loss = float(nll / ntokens.clamp(min=1))
         self.log_dict(
             {
-                "val/loss": loss,
-                "val/ppl": math.exp(min(loss, 50.0)),
+                **self._nll.logs("val"),
                 "val/bleu": scores.bleu,
                 "val/chrf": scores.chrf,
                 **{f"val/{name}": value for name, value in extra.items()},
@@ -204,9 +198,8 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
             }
         )
         out = write_log_file(self.trainer, "test_hypotheses.txt", hyps)
-        if self.trainer.is_global_zero:
-            print("".join(f"{name} = {value:.2f}\n" for name, value in extra.items()), end="")
-            print(f"{scores}\nhypotheses: {out}")
+        self.print("".join(f"{name} = {value:.2f}\n" for name, value in extra.items()), end="")
+        self.print(f"{scores}\nhypotheses: {out}")
 
     def _collect(self, batch: Any, hyps: list[Hypothesis]) -> None:
         refs = [[r] if isinstance(r, str) else list(r) for r in batch.refs]
@@ -264,8 +257,7 @@ class HypothesesFile(BasePredictionWriter):
     ) -> None:
         hyps = _in_data_order(item for part in _all_gather(predictions) for b in part for item in b)
         out = write_log_file(trainer, "predictions.txt", hyps)
-        if trainer.is_global_zero:
-            print(f"predictions: {out}")
+        pl_module.print(f"predictions: {out}")
 
 
 def write_log_file(trainer: L.Trainer, name: str, lines: list[str]) -> Path:

@@ -7,7 +7,6 @@ macro-F1 and per-class precision, recall and F1 (torchmetrics, synchronised acro
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -25,6 +24,7 @@ from torchmetrics.classification import (
 
 from s2s.checkpoint import TokenizersInCheckpoint
 from s2s.data.labelled import LabelledBatch
+from s2s.models.encoder_decoder import write_log_file
 from s2s.nn.encoder import RNNEncoder
 from s2s.nn.rnn import CellType
 from s2s.optim import OptimConfig, configure_optimizers
@@ -163,11 +163,6 @@ class LabellingModule(TokenizersInCheckpoint, L.LightningModule):
     def on_test_epoch_end(self) -> None:
         results = self.epoch_results("test")
         self.log_results("test", results)
-        # Every rank asks: under DDP, trainer.log_dir is a broadcast from rank 0.
-        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
-        if self.trainer.is_global_zero:
-            report = classification_report(results, self.labels)
-            out = Path(log_dir) / "test_report.txt"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(report + "\n", encoding="utf-8")
-            print(f"{report}\nreport: {out}")
+        report = classification_report(results, self.labels)
+        out = write_log_file(self.trainer, "test_report.txt", [report])
+        self.print(f"{report}\nreport: {out}")

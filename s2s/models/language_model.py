@@ -10,7 +10,6 @@ step interface of :mod:`s2s.decoding` (``s2s-sample``).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import lightning as L
@@ -22,6 +21,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from s2s.checkpoint import TokenizersInCheckpoint
 from s2s.data.text_stream import Prompts, StreamChunk
 from s2s.decoding.interface import Step
+from s2s.models.perplexity import TokenNLL
 from s2s.nn.rnn import CellType, RNNState, make_rnn, select_state
 from s2s.optim import OptimConfig, configure_optimizers
 from s2s.tokenizer import PAD_ID
@@ -92,7 +92,7 @@ class LanguageModel(TokenizersInCheckpoint, L.LightningModule):
         # Truncated BPTT: the detached state after the last chunk read in each stage ("train",
         # "val", "test"); Lightning calls the step methods once per chunk, so it lives here.
         self._carried: dict[str, RNNState] = {}
-        self._nll = torch.zeros(2)  # summed evaluation NLL, tokens
+        self._nll = TokenNLL()
 
     def forward(self, inputs: Tensor, state: RNNState | None = None) -> tuple[Tensor, RNNState]:
         """Logits (B, T, V) of the token after each of ``inputs`` (B, T), and the state after the
@@ -147,18 +147,10 @@ class LanguageModel(TokenizersInCheckpoint, L.LightningModule):
         return configure_optimizers(self.parameters(), self.optim, monitor="val/ppl", mode="min")
 
     def _evaluate(self, batch: StreamChunk, stage: str) -> None:
-        logits = self.chunk_logits(batch, stage)
-        nll = F.cross_entropy(
-            logits.flatten(0, 1).float(), batch.targets.flatten(), reduction="sum"
-        )
-        self._nll += torch.stack([nll.detach().cpu(), torch.tensor(float(batch.targets.numel()))])
+        self._nll.update(self.chunk_logits(batch, stage).flatten(0, 1), batch.targets.flatten())
 
     def _log_perplexity(self, stage: str) -> None:
-        nll, ntokens = self.trainer.strategy.reduce(self._nll.to(self.device), reduce_op="sum")
-        loss = float(nll / ntokens.clamp(min=1))
-        self.log_dict(
-            {f"{stage}/loss": loss, f"{stage}/ppl": math.exp(min(loss, 50.0))}, prog_bar=True
-        )
+        self.log_dict(self._nll.logs(stage), prog_bar=True)
 
     def validation_step(self, batch: StreamChunk, batch_idx: int) -> None:
         self._evaluate(batch, "val")
@@ -167,10 +159,10 @@ class LanguageModel(TokenizersInCheckpoint, L.LightningModule):
         self._evaluate(batch, "test")
 
     def on_validation_epoch_start(self) -> None:
-        self._nll.zero_()
+        self._nll.reset()
 
     def on_test_epoch_start(self) -> None:
-        self._nll.zero_()
+        self._nll.reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_perplexity("val")

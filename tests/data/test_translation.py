@@ -6,6 +6,7 @@ import lightning as L
 import pytest
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
+from tiny import quiet_trainer
 
 from s2s.data import (
     DataError,
@@ -306,7 +307,7 @@ def test_ddp_ranks_share_val_split(data_dir):
 
 
 def test_installed_lightning_has_the_guarded_attribute():
-    trainer = L.Trainer(use_distributed_sampler=False, logger=False, enable_progress_bar=False)
+    trainer = quiet_trainer(use_distributed_sampler=False)
     assert trainer._accelerator_connector.use_distributed_sampler is False
 
 
@@ -336,17 +337,7 @@ class Recorder(L.LightningModule):
 def test_trainer_sets_epoch_and_predicts(data_dir):
     dm = make_data(data_dir, max_tokens=12)
     model = Recorder()
-    trainer = L.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        devices=1,
-        use_distributed_sampler=False,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=3, use_distributed_sampler=False, limit_val_batches=0)
     trainer.fit(model, datamodule=dm)
 
     train = dm.datasets["train"]

@@ -1,7 +1,10 @@
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
 from PIL import Image
+from tiny import quiet_trainer
 
 from s2s.checkpoint import load_model
 from s2s.data import CaptionData, TsvCaptions
@@ -38,6 +41,21 @@ def write_scenes(root):
     return tsv
 
 
+def scene_data(images: Path, with_test: bool = False) -> CaptionData:
+    """A data module of ``images``' scenes for every split (train = val = test); its tokenizer is
+    trained by the first one, then read from the cache beside ``images``."""
+    source = TsvCaptions(str(images / "captions.tsv"))
+    return CaptionData(
+        source,
+        source,
+        source if with_test else None,
+        tokenizer=TokenizerConfig(
+            type="bpe", vocab_size=320, cache_dir=str(images.parent / "cache")
+        ),
+        batch_size=4,
+    )
+
+
 def tiny_captioner(vocab_size: int, **kwargs) -> Captioner:
     options = dict(
         backbone=CONVNET,
@@ -53,39 +71,29 @@ def tiny_captioner(vocab_size: int, **kwargs) -> Captioner:
 
 
 def fit(model, data, tmp_path, **trainer_args) -> L.Trainer:
-    trainer = L.Trainer(
-        accelerator="cpu",
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        **trainer_args,
-    )
+    trainer = quiet_trainer(limit_val_batches=0, default_root_dir=tmp_path, **trainer_args)
     trainer.fit(model, datamodule=data)
     return trainer
 
 
 @pytest.fixture(scope="module")
 def overfit(tmp_path_factory):
-    """A tiny captioner trained until it reproduces the four captions."""
+    """A tiny captioner trained until it reproduces the four captions, and the images' folder.
+
+    Shared by the module's tests: they must not change the model; those that set up or change a
+    data module make their own with :func:`scene_data`.
+    """
     root = tmp_path_factory.mktemp("scenes")
-    source = TsvCaptions(str(write_scenes(root / "images")))
-    data = CaptionData(
-        source,
-        source,
-        tokenizer=TokenizerConfig(type="bpe", vocab_size=320, cache_dir=str(root / "cache")),
-        batch_size=4,
-    )
+    write_scenes(root / "images")
+    data = scene_data(root / "images")
     L.seed_everything(0)
     model = tiny_captioner(data.tgt_vocab_size)
     fit(model, data, root, max_steps=120)
-    return model.eval(), root / "images", data
+    return model.eval(), root / "images"
 
 
 def test_overfits_a_few_images_to_exact_captions(overfit):
-    model, images, _ = overfit
+    model, images = overfit
     batch = image_batch([load_image(images / n) for n in SCENES], model.preprocessing.transform())
     hyps = greedy(model, batch, max_len_b=8)
     got = [model.tokenizers["tgt"].decode(h.tokens) for h in hyps]
@@ -93,7 +101,7 @@ def test_overfits_a_few_images_to_exact_captions(overfit):
 
 
 def test_beam_of_one_equals_greedy(overfit):
-    model, images, _ = overfit
+    model, images = overfit
     noisy = [Image.effect_noise((32, 32), 60).convert("RGB") for _ in range(3)]
     batch = image_batch([*noisy, load_image(images / "rg.png")], model.preprocessing.transform())
     greedy_hyps = greedy(model, batch, max_len_b=8)
@@ -104,12 +112,12 @@ def test_beam_of_one_equals_greedy(overfit):
 
 
 def test_checkpoint_rebuilds_the_captioner(overfit, tmp_path):
-    model, images, data = overfit
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    model, images = overfit
+    trainer = quiet_trainer(default_root_dir=tmp_path)
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "c.ckpt")
     loaded = load_model(tmp_path / "c.ckpt")
-    assert isinstance(loaded, Captioner) and loaded.tokenizers["tgt"] == data.tgt_tokenizer
+    assert isinstance(loaded, Captioner) and loaded.tokenizers["tgt"] == model.tokenizers["tgt"]
     assert loaded.preprocessing == model.preprocessing
     batch = image_batch([load_image(images / "gr.png")], model.preprocessing.transform())
     assert torch.equal(loaded.encode(batch).memory, model.encode(batch).memory)
@@ -131,17 +139,9 @@ def test_attention_penalty_by_hand():
 def test_predict_captions_the_test_split_as_test_does(overfit, tmp_path):
     """CaptionData has no predict split: ``s2s predict`` captions the test split's images, one
     line per image in order, the lines ``s2s test`` writes."""
-    model, images, _ = overfit
-    source = TsvCaptions(str(images / "captions.tsv"))
-    data = CaptionData(
-        source,
-        source,
-        source,
-        tokenizer=TokenizerConfig(
-            type="bpe", vocab_size=320, cache_dir=str(images.parent / "cache")
-        ),
-    )
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    model, images = overfit
+    data = scene_data(images, with_test=True)
+    trainer = quiet_trainer(default_root_dir=tmp_path)
     trainer.test(model, data)
     trainer.predict(model, data)
     expected = [caption(*c) for c in SCENES.values()]
@@ -160,7 +160,7 @@ def test_param_groups_give_the_encoder_its_learning_rate():
 
 
 def test_frozen_encoder_gets_no_gradient_and_keeps_batchnorm(overfit):
-    data = overfit[2]
+    data = scene_data(overfit[1])
     model = tiny_captioner(data.tgt_vocab_size, unfreeze_encoder_at=None).train()
     data.preprocessing = model.preprocessing
     data.setup("fit")
@@ -184,11 +184,10 @@ class EncoderSnapshots(L.Callback):
 
 
 def test_encoder_unfreezes_at_epoch_k(overfit, tmp_path):
-    _, _, data = overfit
+    data = scene_data(overfit[1])
     model = tiny_captioner(data.tgt_vocab_size, unfreeze_encoder_at=1)
     start = [p.detach().clone() for p in model.encoder.parameters()]
     snapshots = EncoderSnapshots()
-    data.preprocessing = None  # taken from the model at setup
     fit(model, data, tmp_path, max_epochs=2, callbacks=[snapshots])
     assert snapshots.frozen == [True, False]
     assert all(torch.equal(a, b) for a, b in zip(start, snapshots.weights[0], strict=True))
@@ -196,9 +195,9 @@ def test_encoder_unfreezes_at_epoch_k(overfit, tmp_path):
 
 
 def test_validation_logs_caption_metrics(overfit, tmp_path):
-    model, _, data = overfit
-    trainer = L.Trainer(logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
-    [metrics] = trainer.validate(model, datamodule=data, verbose=False)
+    model, images = overfit
+    trainer = quiet_trainer(default_root_dir=tmp_path)
+    [metrics] = trainer.validate(model, datamodule=scene_data(images), verbose=False)
     assert metrics["val/exact"] == 100.0 and metrics["val/bleu4"] == pytest.approx(100.0)
     assert metrics["val/cider_d"] > 0 and metrics["val/bleu1"] == pytest.approx(100.0)
     assert metrics["val/coco_bleu4"] == pytest.approx(100.0) and metrics["val/rouge_l"] == 100.0

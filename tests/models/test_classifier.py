@@ -5,6 +5,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny import quiet_trainer
 
 from s2s.checkpoint import load_model
 from s2s.cli import make_cli
@@ -96,17 +97,14 @@ def test_learns_an_order_task_with_imbalanced_labels(order_data):
         class_weighted_loss=True,
         optim=OptimConfig(lr=0.01),
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
+    trainer = quiet_trainer(
         max_epochs=6,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=order_data,
         callbacks=[
             L.pytorch.callbacks.ModelCheckpoint(dirpath=order_data / "ckpt", filename="clf")
         ],
+        enable_checkpointing=True,
     )
     trainer.fit(model, data)
     counts = data.label_counts

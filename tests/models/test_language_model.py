@@ -1,6 +1,7 @@
 import lightning as L
 import pytest
 import torch
+from tiny import quiet_trainer
 
 from s2s.checkpoint import load_model
 from s2s.data.text_stream import Prompts, StreamChunk, TextStreamData, make_prompts
@@ -128,16 +129,7 @@ def train_hello_lm(tmp_path, max_steps: int = 150) -> tuple[L.Trainer, LanguageM
     model = LanguageModel(
         data.tgt_vocab_size, 32, 32, num_layers=1, dropout=0.0, optim=OptimConfig(lr=0.01)
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=max_steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(max_steps=max_steps, num_sanity_val_steps=0, default_root_dir=tmp_path)
     trainer.fit(model, data)
     return trainer, model
 

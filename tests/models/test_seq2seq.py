@@ -1,8 +1,8 @@
 import random
 
-import lightning as L
 import pytest
 import torch
+from tiny import quiet_trainer
 
 from s2s.checkpoint import load_model, read_checkpoint
 from s2s.data import Example, TranslationBatch, TranslationData, collate
@@ -175,14 +175,7 @@ def test_checkpoint_of_a_python_built_model(copy_corpus, tmp_path):
         optim=optim,
         search=search,
     )
-    trainer = L.Trainer(
-        max_steps=2,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_steps=2, limit_val_batches=0)
     trainer.fit(model, datamodule=data)
     path = tmp_path / "model.ckpt"
     trainer.save_checkpoint(path)

@@ -3,6 +3,7 @@ import random
 import lightning as L
 import pytest
 import torch
+from tiny import quiet_trainer
 
 from s2s.data.labelled import LabelledBatch, LabelledExample, TaggingData, collate_tags
 from s2s.models.tagger import SequenceTagger
@@ -83,16 +84,7 @@ def fit_and_test(data: TaggingData, bidirectional: bool) -> dict[str, float]:
         dropout=0.0,
         optim=OptimConfig(lr=0.01),
     )
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_epochs=6,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=data.data_dir,
-    )
+    trainer = quiet_trainer(max_epochs=6, num_sanity_val_steps=0, default_root_dir=data.data_dir)
     trainer.fit(model, data)
     return trainer.test(model, data, verbose=False)[0]
 
