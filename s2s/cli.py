@@ -1,4 +1,5 @@
-"""``s2s fit|validate|test|predict --config recipes/X.yaml``: LightningCLI for every s2s model.
+"""``s2s fit|validate|test|predict --config recipes/X.yaml``: LightningCLI for every s2s model;
+``s2s serve --ckpt CKPT`` serves trained models (s2s/serving).
 
 Vocabulary sizes and label sets flow from the data module to the model (``link_arguments``), so a
 recipe never types them; a link whose source or target a class lacks (e.g. a captioner has no source
@@ -99,7 +100,13 @@ def _check_constructor(group: str, base: type, value: Namespace) -> None:
 
 
 def main(args: ArgsType = None) -> None:
-    """Entry point of the ``s2s`` command."""
+    """Entry point of the ``s2s`` command: LightningCLI's subcommands, and ``serve``."""
+    argv = sys.argv[1:] if args is None else args
+    if isinstance(argv, list) and argv[:1] == ["serve"]:
+        from s2s.serving.server import main as serve  # LitServe is imported only to serve
+
+        serve(argv[1:])
+        return
     show_info_log()
     make_cli(args)
     # Lightning leaves a DDP run's process group open. Left to interpreter shutdown, gloo's worker

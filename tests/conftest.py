@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import config, run_cli, write_config, write_lines
+from tiny import caption_recipe, config, run_cli, write_config, write_lines, write_scenes
 
 # The tests' models are tiny: one thread is faster than two, and much faster on a busy machine.
 torch.set_num_threads(1)
@@ -96,3 +96,17 @@ def copy_run(tmp_path_factory) -> Path:
     cfg = copy_task_config(root / "run", data_dir, root / "cache", max_steps=150)
     run_cli("fit", "--config", str(write_config(root / "config.yaml", cfg)))
     return root
+
+
+@pytest.fixture(scope="session")
+def caption_run(tmp_path_factory) -> tuple[Path, Path]:
+    """The scene images (``tiny.SCENES``) and the checkpoint of a captioner that ``s2s fit``
+    trained on them (Bahdanau attention). Tests must not write into them."""
+    root = tmp_path_factory.mktemp("caption_run")
+    tsv = write_scenes(root / "images")
+    run_cli(
+        "fit",
+        "--config",
+        str(write_config(root / "config.yaml", caption_recipe(root, tsv, "bahdanau"))),
+    )
+    return root / "images", root / "checkpoints" / "last.ckpt"

@@ -20,6 +20,7 @@ from typing import Any
 
 import lightning as L
 import yaml
+from PIL import Image
 
 from s2s.cli import main as s2s_main
 from s2s.data import TranslationData
@@ -196,3 +197,70 @@ class RecordBatches(L.Callback):
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / f"rank{trainer.global_rank}.json"
         path.write_text(json.dumps(self.seen), encoding="utf-8")
+
+
+# --- a captioner: two-colour scenes, captioned "{left} left of {right}"
+
+SCENES = {"rg.png": ("red", "green"), "gr.png": ("green", "red"), "by.png": ("blue", "yellow")}
+RGB = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+CAPTIONS = {name: f"{a} left of {b}" for name, (a, b) in SCENES.items()}
+
+
+def write_scenes(images: Path, scenes: dict[str, tuple[str, str]] = SCENES) -> Path:
+    """``scenes`` (name: left and right colour) as 32x32 PNGs in ``images``, with their captions
+    in ``captions.tsv``; returns the TSV."""
+    images.mkdir(parents=True, exist_ok=True)
+    for name, (left, right) in scenes.items():
+        img = Image.new("RGB", (32, 32), RGB[left])
+        img.paste(RGB[right], (16, 0, 32, 32))
+        img.save(images / name)
+    tsv = images / "captions.tsv"
+    tsv.write_text("".join(f"{n}\t{a} left of {b}\n" for n, (a, b) in scenes.items()))
+    return tsv
+
+
+def caption_recipe(root: Path, tsv: Path, attention: str) -> dict:
+    """A recipe that learns the scenes in 120 steps, saved as ``root/checkpoints/last.ckpt``."""
+    source = {"class_path": "s2s.data.TsvCaptions", "init_args": {"file": str(tsv)}}
+    return {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": "cpu",
+            "max_steps": 120,
+            "limit_val_batches": 0,
+            "num_sanity_val_steps": 0,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "logger": False,
+            "default_root_dir": str(root),
+            "callbacks": [
+                {
+                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                    "init_args": {"dirpath": str(root / "checkpoints"), "filename": "last"},
+                }
+            ],
+        },
+        "model": {
+            "class_path": "s2s.models.Captioner",
+            "init_args": {
+                "backbone": "s2s.nn.image_encoder.ConvNet",
+                "backbone_args": {"channels": [8, 16]},
+                "image_size": 32,
+                "embedding_size": 16,
+                "hidden_size": 32,
+                "attention": attention,
+                "dropout": 0.0,
+                "optim": {"lr": 0.03},
+                "search": {"beam_size": 2, "max_len_b": 8},
+            },
+        },
+        "data": {
+            "class_path": "s2s.data.CaptionData",
+            "init_args": {
+                "train": source,
+                "val": source,
+                "tokenizer": {"type": "bpe", "vocab_size": 320, "cache_dir": str(root / "cache")},
+                "batch_size": 4,
+            },
+        },
+    }

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 import lightning as L
 import torch
@@ -19,6 +20,7 @@ from s2s.io import DataError, plain_or_gz, read_lines, read_parallel
 from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -98,6 +100,30 @@ def make_batches(
     dataset = TranslationDataset([Example(i, src) for i, src in enumerate(srcs)])
     sampler = TokenBatchSampler(dataset.lengths, max_tokens, shuffle=False)
     return [collate([dataset[i] for i in batch]) for batch in sampler]
+
+
+def in_input_order(
+    lines: Sequence[str],
+    src_tokenizer: Tokenizer,
+    process: Callable[[TranslationBatch], list[T]],
+    *,
+    max_tokens: int,
+    max_len: int,
+    device: torch.device | str = "cpu",
+) -> Iterator[list[tuple[int, T]]]:
+    """After each batch of :func:`make_batches`, the lines newly processed in input order: (index
+    in ``lines``, result of ``process(batch)`` for it). Batches are sorted by length, so the
+    processed prefix of ``lines`` grows batch by batch; a caller can write it out at once."""
+    outputs: list[T | None] = [None] * len(lines)
+    done = 0
+    for batch in make_batches(lines, src_tokenizer, max_tokens=max_tokens, max_len=max_len):
+        batch.src, batch.src_lengths = batch.src.to(device), batch.src_lengths.to(device)
+        for i, result in zip(batch.indices.tolist(), process(batch), strict=True):
+            outputs[i] = result
+        first = done
+        while done < len(lines) and outputs[done] is not None:
+            done += 1
+        yield [(i, outputs[i]) for i in range(first, done)]
 
 
 class TranslationData(L.LightningDataModule):

@@ -36,7 +36,9 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
 def load_model_of_type(args: argparse.Namespace, model_type: type[M], prog: str) -> M:
     """The model of ``args.ckpt`` on ``args.device`` in ``args.dtype``; exits with one line naming
     the file if it cannot be read or holds another kind of model than the script decodes with."""
-    return _load(args.ckpt, args, model_type, prog)
+    return _of_type(
+        args.ckpt, load_models([args.ckpt], args.device, args.dtype, prog)[0], model_type, prog
+    )
 
 
 def load_ensemble_of_type(
@@ -44,12 +46,33 @@ def load_ensemble_of_type(
 ) -> tuple[M | Ensemble, M]:
     """What to decode with: the model of ``args.ckpt`` (a list of paths), or the
     :class:`Ensemble` of the models of several; and the first model, whose tokenizers and search
-    settings serve them all. Members with other tokenizers are a one-line error naming both."""
-    models = [_load(path, args, model_type, prog) for path in args.ckpt]
-    for path, model in zip(args.ckpt[1:], models[1:], strict=True):
-        if model.tokenizers != models[0].tokenizers:
-            sys.exit(f"{prog}: {path} and {args.ckpt[0]}: different vocabularies, cannot ensemble")
+    settings serve them all."""
+    models = load_models(args.ckpt, args.device, args.dtype, prog)
+    models = [
+        _of_type(path, m, model_type, prog) for path, m in zip(args.ckpt, models, strict=True)
+    ]
+    check_members(args.ckpt, models, prog)
     return (models[0] if len(models) == 1 else Ensemble(models)), models[0]
+
+
+def load_models(
+    paths: list[str], device: str, dtype: torch.dtype | None, prog: str
+) -> list[L.LightningModule]:
+    """The models of ``paths``; a file that cannot be read exits with one line naming it."""
+    try:
+        return [load_model(path, map_location=device, dtype=dtype) for path in paths]
+    except ValueError as e:
+        sys.exit(f"{prog}: {e}")
+
+
+def check_members(paths: list[str], models: list[L.LightningModule], prog: str) -> None:
+    """Models that decode as one ensemble share their vocabularies and, for captioners, how they
+    prepare images; else one line naming both checkpoints."""
+    for path, model in zip(paths[1:], models[1:], strict=True):
+        if model.tokenizers != models[0].tokenizers:
+            sys.exit(f"{prog}: {path} and {paths[0]}: different vocabularies, cannot ensemble")
+        if getattr(model, "preprocessing", None) != getattr(models[0], "preprocessing", None):
+            sys.exit(f"{prog}: {path} prepares images unlike {paths[0]}: cannot ensemble")
 
 
 def members(decoder: M | Ensemble) -> list[M]:
@@ -57,11 +80,7 @@ def members(decoder: M | Ensemble) -> list[M]:
     return decoder.members if isinstance(decoder, Ensemble) else [decoder]
 
 
-def _load(path: str, args: argparse.Namespace, model_type: type[M], prog: str) -> M:
-    try:
-        model = load_model(path, map_location=args.device, dtype=args.dtype)
-    except ValueError as e:
-        sys.exit(f"{prog}: {e}")
+def _of_type(path: str, model: L.LightningModule, model_type: type[M], prog: str) -> M:
     if not isinstance(model, model_type):
         sys.exit(f"{prog}: {path} holds a {type(model).__name__}, not a {model_type.__name__}")
     return model

@@ -70,18 +70,13 @@ def readable_images(paths: list[Path]) -> list[tuple[Path, Image.Image]]:
     return images
 
 
-def check_ensemble(models: list[Captioner], args: argparse.Namespace) -> None:
-    """Every model reads the images as the first one does and, for ``--attention-png``, attends
-    over the same grid of regions; else one line naming the checkpoint."""
-    first, prep = models[0], models[0].preprocessing
+def check_attention(models: list[Captioner], args: argparse.Namespace) -> None:
+    """For ``--attention-png``, every model attends over the same grid of regions; else one line
+    naming the checkpoint."""
+    first, size = models[0], models[0].preprocessing.crop_size
     for path, model in zip(args.ckpt, models, strict=True):
-        if model.preprocessing != prep:
-            sys.exit(f"s2s-caption: {path} prepares images unlike {args.ckpt[0]}: cannot ensemble")
-        if not args.attention_png:
-            continue
         if model.decoder.attention is None:
             sys.exit(f"s2s-caption: {path} has no attention to draw (attention: none)")
-        size = prep.crop_size
         if model.encoder.grid_shape(size, size) != first.encoder.grid_shape(size, size):
             sys.exit(f"s2s-caption: {path} attends over another grid than {args.ckpt[0]}")
 
@@ -90,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     decoder, model = load_ensemble_of_type(args, Captioner, "s2s-caption")
-    check_ensemble(members(decoder), args)
+    if args.attention_png:
+        check_attention(members(decoder), args)
     search = search_config(model.search, args, "s2s-caption")
     tok, prep = model.tokenizers["tgt"], model.preprocessing
     transform = prep.transform()

@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from s2s.data.translation import TranslationBatch, make_batches
+from s2s.data.translation import TranslationBatch, in_input_order
 from s2s.decoding import Hypothesis, SamplingConfig, SearchConfig, decode, force_decode
 from s2s.decoding.ensemble import Ensemble
 from s2s.io import DataError, read_line_runs, read_lines
@@ -173,7 +173,7 @@ def forced_scores(
     def score(batch: TranslationBatch) -> list[list[float]]:
         return force_decode(decoder, batch, [targets[i] for i in batch.indices.tolist()])
 
-    return in_input_order(model, lines, args, score)
+    return lines_in_order(model, lines, args, score)
 
 
 def score_line(line: str, scores: list[float]) -> str:
@@ -224,32 +224,24 @@ def translations(
     args: argparse.Namespace,
 ) -> Iterator[list[tuple[int, list[Hypothesis]]]]:
     """After each batch, the lines newly translated in input order: (index in ``lines``, n-best)."""
-    return in_input_order(model, lines, args, lambda batch: decode(decoder, batch, config))
+    return lines_in_order(model, lines, args, lambda batch: decode(decoder, batch, config))
 
 
-def in_input_order(
+def lines_in_order(
     model: Seq2Seq,
     lines: list[str],
     args: argparse.Namespace,
     process: Callable[[TranslationBatch], list[T]],
 ) -> Iterator[list[tuple[int, T]]]:
-    """After each batch, the lines newly processed in input order: (index in ``lines``, result of
-    ``process(batch)`` for it).
-
-    Lines are batched by length, so the processed prefix of ``lines`` grows batch by batch.
-    """
-    outputs: list[T | None] = [None] * len(lines)
-    done = 0
-    src_tok = model.tokenizers["src"]
-    for batch in make_batches(lines, src_tok, max_tokens=args.max_tokens, max_len=args.max_src_len):
-        batch.src = batch.src.to(args.device)
-        batch.src_lengths = batch.src_lengths.to(args.device)
-        for i, result in zip(batch.indices.tolist(), process(batch), strict=True):
-            outputs[i] = result
-        first = done
-        while done < len(lines) and outputs[done] is not None:
-            done += 1
-        yield [(i, outputs[i]) for i in range(first, done)]
+    """:func:`in_input_order` with the command line's batch size, length limit and device."""
+    return in_input_order(
+        lines,
+        model.tokenizers["src"],
+        process,
+        max_tokens=args.max_tokens,
+        max_len=args.max_src_len,
+        device=args.device,
+    )
 
 
 def output_line(model: Seq2Seq, line: str, hyp: Hypothesis, args: argparse.Namespace) -> str:

@@ -4,7 +4,7 @@ import lightning as L
 import pytest
 import torch
 from PIL import Image
-from tiny import quiet_trainer
+from tiny import quiet_trainer, write_scenes
 
 from s2s.checkpoint import load_model
 from s2s.data import CaptionData, TsvCaptions
@@ -22,23 +22,11 @@ SCENES = {
     "by.png": ("blue", "yellow"),
     "yb.png": ("yellow", "blue"),
 }
-RGB = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
 CONVNET = "s2s.nn.image_encoder.ConvNet"
 
 
 def caption(left: str, right: str) -> str:
     return f"{left} left of {right}"
-
-
-def write_scenes(root):
-    root.mkdir(parents=True, exist_ok=True)
-    for name, (left, right) in SCENES.items():
-        img = Image.new("RGB", (32, 32), RGB[left])
-        img.paste(RGB[right], (16, 0, 32, 32))
-        img.save(root / name)
-    tsv = root / "captions.tsv"
-    tsv.write_text("".join(f"{n}\t{caption(*c)}\n" for n, c in SCENES.items()))
-    return tsv
 
 
 def scene_data(images: Path, with_test: bool = False) -> CaptionData:
@@ -84,7 +72,7 @@ def overfit(tmp_path_factory):
     data module make their own with :func:`scene_data`.
     """
     root = tmp_path_factory.mktemp("scenes")
-    write_scenes(root / "images")
+    write_scenes(root / "images", SCENES)
     data = scene_data(root / "images")
     L.seed_everything(0)
     model = tiny_captioner(data.tgt_vocab_size)

@@ -1,99 +1,21 @@
 """``s2s-caption`` on a checkpoint that ``s2s fit`` wrote from a recipe."""
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
-import yaml
 from PIL import Image
+from tiny import CAPTIONS, RGB, SCENES
 
-from s2s.cli import main as s2s_main
 from s2s.scripts import caption as caption_script
 from s2s.scripts.caption import main as caption
 from s2s.scripts.translate import main as translate
-
-# Left half and right half in two colours; the caption names them left to right.
-SCENES = {"rg.png": ("red", "green"), "gr.png": ("green", "red"), "by.png": ("blue", "yellow")}
-RGB = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
-CAPTIONS = {name: f"{a} left of {b}" for name, (a, b) in SCENES.items()}
-
-
-def recipe(root: Path, tsv: Path, attention: str) -> dict:
-    source = {"class_path": "s2s.data.TsvCaptions", "init_args": {"file": str(tsv)}}
-    return {
-        "seed_everything": 0,
-        "trainer": {
-            "accelerator": "cpu",
-            "max_steps": 120,
-            "limit_val_batches": 0,
-            "num_sanity_val_steps": 0,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "logger": False,
-            "default_root_dir": str(root),
-            "callbacks": [
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {"dirpath": str(root / "checkpoints"), "filename": "last"},
-                }
-            ],
-        },
-        "model": {
-            "class_path": "s2s.models.Captioner",
-            "init_args": {
-                "backbone": "s2s.nn.image_encoder.ConvNet",
-                "backbone_args": {"channels": [8, 16]},
-                "image_size": 32,
-                "embedding_size": 16,
-                "hidden_size": 32,
-                "attention": attention,
-                "dropout": 0.0,
-                "optim": {"lr": 0.03},
-                "search": {"beam_size": 2, "max_len_b": 8},
-            },
-        },
-        "data": {
-            "class_path": "s2s.data.CaptionData",
-            "init_args": {
-                "train": source,
-                "val": source,
-                "tokenizer": {"type": "bpe", "vocab_size": 320, "cache_dir": str(root / "cache")},
-                "batch_size": 4,
-            },
-        },
-    }
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """Images and the checkpoint of a captioner trained on them by ``s2s fit``."""
-    root = tmp_path_factory.mktemp("caption_run")
-    images = root / "images"
-    images.mkdir()
-    for name, (left, right) in SCENES.items():
-        img = Image.new("RGB", (32, 32), RGB[left])
-        img.paste(RGB[right], (16, 0, 32, 32))
-        img.save(images / name)
-    tsv = images / "captions.tsv"
-    tsv.write_text("".join(f"{n}\t{c}\n" for n, c in CAPTIONS.items()))
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump(recipe(root, tsv, "bahdanau")))
-    argv = sys.argv
-    sys.argv = ["s2s"]  # LightningCLI warns about pytest's own arguments
-    try:
-        s2s_main(["fit", "--config", str(config)])
-    finally:
-        sys.argv = argv
-    return images, root / "checkpoints" / "last.ckpt"
 
 
 def captions_of(out: str) -> list[tuple[str, str]]:
     return [tuple(line.split("\t")) for line in out.splitlines()]
 
 
-def test_captions_images_and_folders(run, capsys):
-    images, ckpt = run
+def test_captions_images_and_folders(caption_run, capsys):
+    images, ckpt = caption_run
     caption(["--ckpt", str(ckpt), str(images / "gr.png"), str(images / "rg.png")])
     assert captions_of(capsys.readouterr().out) == [
         (str(images / "gr.png"), CAPTIONS["gr.png"]),
@@ -105,8 +27,8 @@ def test_captions_images_and_folders(run, capsys):
     ]
 
 
-def test_n_best(run, capsys):
-    images, ckpt = run
+def test_n_best(caption_run, capsys):
+    images, ckpt = caption_run
     caption(["--ckpt", str(ckpt), "--n-best", "2", str(images / "by.png"), str(images / "rg.png")])
     lines = captions_of(capsys.readouterr().out)
     assert [path for path, _ in lines] == [str(images / "by.png")] * 2 + [
@@ -116,14 +38,14 @@ def test_n_best(run, capsys):
     assert lines[0] != lines[1]
 
 
-def test_n_best_beyond_the_beam_is_one_line(run):
-    images, ckpt = run
+def test_n_best_beyond_the_beam_is_one_line(caption_run):
+    images, ckpt = caption_run
     with pytest.raises(SystemExit, match=r"^s2s-caption: --n-best 3 exceeds --beam 2$"):
         caption(["--ckpt", str(ckpt), "--beam", "2", "--n-best", "3", str(images / "by.png")])
 
 
-def test_attention_pictures(run, tmp_path, capsys):
-    images, ckpt = run
+def test_attention_pictures(caption_run, tmp_path, capsys):
+    images, ckpt = caption_run
     out = tmp_path / "attention"
     caption(["--ckpt", str(ckpt), "--attention-png", str(out), str(images / "rg.png"), str(images)])
     assert sorted(p.name for p in out.iterdir()) == [
@@ -136,8 +58,8 @@ def test_attention_pictures(run, tmp_path, capsys):
     assert picture.width > 400  # the image and one panel per word ("red left of green </s>")
 
 
-def test_bf16_captions_alike_and_draws_attention(run, tmp_path, capsys):
-    images, ckpt = run
+def test_bf16_captions_alike_and_draws_attention(caption_run, tmp_path, capsys):
+    images, ckpt = caption_run
     out = tmp_path / "attention"
     caption(["--ckpt", str(ckpt), "--bf16", "--attention-png", str(out), str(images)])
     assert captions_of(capsys.readouterr().out) == [
@@ -146,8 +68,8 @@ def test_bf16_captions_alike_and_draws_attention(run, tmp_path, capsys):
     assert len(list(out.iterdir())) == len(SCENES)
 
 
-def test_unreadable_images_are_skipped_with_exit_status_1(run, tmp_path, capsys):
-    images, ckpt = run
+def test_unreadable_images_are_skipped_with_exit_status_1(caption_run, tmp_path, capsys):
+    images, ckpt = caption_run
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(SystemExit) as exit_info:
         caption(["--ckpt", str(ckpt), str(tmp_path / "broken.png"), str(images / "rg.png")])
@@ -163,8 +85,8 @@ def test_not_a_checkpoint(tmp_path):
         caption(["--ckpt", str(tmp_path / "x.ckpt"), str(tmp_path)])
 
 
-def test_translate_refuses_a_captioner(run, tmp_path):
-    _, ckpt = run
+def test_translate_refuses_a_captioner(caption_run, tmp_path):
+    _, ckpt = caption_run
     with pytest.raises(SystemExit) as exit_info:
         translate(["--ckpt", str(ckpt), "--input", str(tmp_path / "unread.txt")])
     assert exit_info.value.code == f"s2s-translate: {ckpt} holds a Captioner, not a Seq2Seq"
@@ -177,9 +99,9 @@ def test_a_translator_checkpoint_is_refused(copy_run, tmp_path):
     assert exit_info.value.code == f"s2s-caption: {ckpt} holds a Seq2Seq, not a Captioner"
 
 
-def test_images_are_decoded_batch_by_batch(run, tmp_path, capsys, monkeypatch):
+def test_images_are_decoded_batch_by_batch(caption_run, tmp_path, capsys, monkeypatch):
     """A folder of many images: at most --batch-size of them are decoded before being captioned."""
-    _, ckpt = run
+    _, ckpt = caption_run
     for n in range(11):
         Image.new("RGB", (8, 8), RGB["red" if n % 2 else "green"]).save(tmp_path / f"{n:02d}.png")
     decoded, loaded_per_batch = [], []
@@ -200,8 +122,8 @@ def test_images_are_decoded_batch_by_batch(run, tmp_path, capsys, monkeypatch):
     assert len(captions_of(capsys.readouterr().out)) == 11
 
 
-def test_an_ensemble_of_two_copies_captions_as_the_model(run, tmp_path, capsys):
-    images, ckpt = run
+def test_an_ensemble_of_two_copies_captions_as_the_model(caption_run, tmp_path, capsys):
+    images, ckpt = caption_run
     caption(["--ckpt", str(ckpt), "--n-best", "2", str(images)])
     alone = capsys.readouterr().out
     out = tmp_path / "attention"
@@ -222,8 +144,8 @@ def test_an_ensemble_of_two_copies_captions_as_the_model(run, tmp_path, capsys):
     assert len(list(out.glob("*.png"))) == len(SCENES)
 
 
-def test_an_ensemble_must_read_images_alike(run, tmp_path):
-    images, ckpt = run
+def test_an_ensemble_must_read_images_alike(caption_run, tmp_path):
+    images, ckpt = caption_run
     state = torch.load(ckpt, weights_only=True)
     state["hyper_parameters"]["image_size"] = 48
     other = tmp_path / "other.ckpt"
