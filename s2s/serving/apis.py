@@ -78,7 +78,13 @@ class ModelAPI(ls.LitAPI):
         return output
 
     @torch.inference_mode()
-    def predict(self, inputs: list[Parsed]) -> list[Any]:
+    def predict(self, x: Parsed | list[Parsed]) -> Any:
+        # LitServe passes a list only when it batches (max_batch_size > 1).
+        if self.max_batch_size == 1:
+            return self.predict_batch([x])[0]
+        return self.predict_batch(x)
+
+    def predict_batch(self, inputs: list[Parsed]) -> list[Any]:
         outputs: list[Any] = list(inputs)  # refused requests stay as they are
         jobs = [(i, job) for i, job in enumerate(inputs) if not isinstance(job, BadRequest)]
         if jobs:

@@ -4,137 +4,20 @@ bounded time; its answers equal the console scripts' for the same checkpoints.""
 from __future__ import annotations
 
 import base64
-import json
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-from tiny import SCENES, run_cli, subprocess_env, write_config, write_lines
+from tiny import SCENES, subprocess_env, write_lines
 
 from s2s.scripts.caption import main as caption
 from s2s.scripts.sample import main as sample
 from s2s.scripts.translate import main as translate
 
 SENTENCES = ["a b c d", "e f g", "", "h i j k l", "b a"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``s2s serve ARGS`` in its own process group; ``url`` once ``/health`` says ok."""
-
-    def __init__(self, *args: str, log: Path, startup_s: float = 120) -> None:
-        self.port = free_port()
-        self.log = log
-        self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "-m", "s2s.cli", "serve", *args, "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command,
-            env=subprocess_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=log.open("wb"),  # a file, not a pipe: a full pipe would block the server
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + startup_s
-        while not self.healthy():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"s2s serve exited: {self.log.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError("s2s serve did not become healthy")
-            time.sleep(0.5)
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                return r.status == 200 and r.read() == b"ok"
-        except OSError:
-            return False
-
-    def post(self, path: str, body: bytes | dict) -> tuple[int, dict]:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        request = urllib.request.Request(
-            self.url + path, data=data, headers={"Content-Type": "application/json"}
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=60) as r:
-                return r.status, json.loads(r.read())
-        except urllib.error.HTTPError as e:
-            return e.code, json.loads(e.read())
-
-    def stop(self) -> None:
-        """SIGTERM to the whole group (LitServe's workers too), SIGKILL after 15 s."""
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
-
-
-@pytest.fixture(scope="module")
-def lm_ckpt(tmp_path_factory) -> Path:
-    """A character language model after a few steps of ``s2s fit`` (quality does not matter)."""
-    root = tmp_path_factory.mktemp("lm_run")
-    text = write_lines(root / "train.txt", [f"the {w} runs in the park" for w in "abcdefgh"] * 4)
-    recipe = {
-        "seed_everything": 0,
-        "trainer": {
-            "max_steps": 5,
-            "limit_val_batches": 0,
-            "num_sanity_val_steps": 0,
-            "logger": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "callbacks": [
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {"dirpath": str(root / "checkpoints"), "filename": "lm"},
-                }
-            ],
-        },
-        "model": {
-            "class_path": "s2s.models.LanguageModel",
-            "init_args": {"embedding_size": 8, "hidden_size": 16, "num_layers": 1},
-        },
-        "data": {
-            "class_path": "s2s.data.TextStreamData",
-            "init_args": {
-                "train_file": str(text),
-                "val_file": str(text),
-                "tokenizer": {"type": "char", "cache_dir": str(root / "cache")},
-                "batch_size": 2,
-                "tbptt_steps": 8,
-            },
-        },
-    }
-    run_cli("fit", "--config", str(write_config(root / "lm.yaml", recipe)))
-    return root / "checkpoints" / "lm.ckpt"
-
-
-@pytest.fixture(scope="module")
-def server(copy_run, caption_run, lm_ckpt, tmp_path_factory):
-    """One server with all three kinds of model; batches of up to 8 requests."""
-    ckpts = [copy_run / "run" / "checkpoints" / "last.ckpt", caption_run[1], lm_ckpt]
-    args = [a for ckpt in ckpts for a in ("--ckpt", str(ckpt))]
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    options = ["--max-batch-size", "8", "--batch-timeout", "0.05", "--max-sentences", "8"]
-    server = Server(*args, *options, log=log)
-    yield server
-    server.stop()
-    assert server.process.returncode is not None
 
 
 def test_translations_equal_s2s_translate(server, copy_run, tmp_path, capsys):
