@@ -1,5 +1,6 @@
-"""Training callbacks that Lightning lacks: stop on a non-finite loss, random states in
-checkpoints, freeze the encoder; a ModelCheckpoint whose last.ckpt is always the latest state."""
+"""Callbacks that Lightning lacks: stop on a non-finite loss, random states in checkpoints, freeze
+the encoder; a ModelCheckpoint whose last.ckpt is always the latest state; test and predict with an
+ensemble."""
 
 from __future__ import annotations
 
@@ -113,3 +114,35 @@ class ModelCheckpoint(L.pytorch.callbacks.ModelCheckpoint):
         """Save ``last.ckpt`` unless this step was saved already (or saving is off now)."""
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+class EnsembleWith(L.Callback):
+    """Test and predict with the model and the models of ``checkpoints`` decoding as one
+    :class:`~s2s.decoding.ensemble.Ensemble` (``s2s test --ckpt_path A --ensemble [B, C]``).
+
+    The members are loaded when testing or predicting starts, on the model's device and in its
+    dtype; they must be models of the same class with the same vocabularies (and, for captioners,
+    the same image preprocessing), else the run stops with one line naming the checkpoint.
+    """
+
+    def __init__(self, checkpoints: list[str]) -> None:
+        self.checkpoints = list(checkpoints)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._join(trainer, pl_module)
+
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._join(trainer, pl_module)
+
+    def _join(self, trainer: L.Trainer, model: L.LightningModule) -> None:
+        from s2s.scripts import check_members, load_models  # the scripts import the models
+
+        members = load_models(self.checkpoints, model.device, model.dtype, "s2s")
+        for path, member in zip(self.checkpoints, members, strict=True):
+            if type(member) is not type(model):
+                raise SystemExit(
+                    f"s2s: {path} holds a {type(member).__name__}, not a "
+                    f"{type(model).__name__}: cannot ensemble"
+                )
+        check_members([str(trainer.ckpt_path), *self.checkpoints], [model, *members], "s2s")
+        model.ensemble_members = members

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
-from s2s.callbacks import RandomStateInCheckpoint, StopOnNonFiniteLoss
+from s2s.callbacks import EnsembleWith, RandomStateInCheckpoint, StopOnNonFiniteLoss
 from s2s.checkpoint import read_checkpoint
 
 # Stand-ins for the values linked from the data module when the model is built before it.
@@ -37,11 +37,20 @@ class S2SCLI(LightningCLI):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         # Fine-tuning: the data is tokenized with the tokenizers of the model's checkpoint.
         parser.link_arguments("model.init_args.init_from", "data.init_args.tokenizer_from")
+        parser.add_argument(
+            "--ensemble",
+            type=list[str],
+            default=[],
+            help="test or predict: checkpoints that decode as one ensemble with --ckpt_path's",
+        )
 
     def before_instantiate_classes(self) -> None:
         """``s2s fit`` into the checkpoint folder of an earlier run, without resuming it, would
         overwrite its checkpoints: refused before anything is built (tokenizers are trained when
-        the data module is)."""
+        the data module is). ``--ensemble`` outside test and predict is refused too."""
+        ensemble = self.subcommand and self.config[self.subcommand].get("ensemble")
+        if ensemble and self.subcommand not in ("test", "predict"):
+            raise SystemExit(f"s2s {self.subcommand}: --ensemble is for test and predict")
         if self.subcommand != "fit" or self.config.fit.ckpt_path is not None:
             return
         for folder in checkpoint_folders(self.config.fit.trainer.callbacks or []):
@@ -64,6 +73,8 @@ class S2SCLI(LightningCLI):
         _check_constructor("data", L.LightningDataModule, cfg.data)
         _check_constructor("model", L.LightningModule, model)
         super().instantiate_classes()
+        if cfg.get("ensemble"):
+            self.trainer.callbacks.append(EnsembleWith(cfg.ensemble))
 
     def _parse_ckpt_path(self) -> None:
         """LightningCLI reads the hyperparameters of ``--ckpt_path`` before anything else, and

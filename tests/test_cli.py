@@ -1,9 +1,11 @@
 import dataclasses
+import json
 import re
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from tiny import config, run_cli_subprocess, write_config, write_corpus
 
@@ -14,6 +16,7 @@ from s2s.io import read_lines
 from s2s.metrics import corpus_scores
 from s2s.models import Seq2Seq
 from s2s.optim import OptimConfig
+from s2s.scripts.translate import main as translate
 
 REPO = Path(__file__).parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
@@ -163,3 +166,44 @@ def test_predict_writes_the_hypotheses_test_writes(copy_run, tmp_path):
     tested = read_lines(tmp_path / "test" / "logs" / "version_0" / "test_hypotheses.txt")
     assert len(predicted) == len(read_lines(copy_run / "data" / "test.src"))
     assert predicted == tested
+
+
+def test_the_ensemble_decodes_as_s2s_translate_does(copy_run, tmp_path, capsys):
+    """``s2s test --ensemble [B]`` writes what ``s2s-translate --ckpt A --ckpt B`` writes; an
+    ensemble with a copy of the model, what the model alone writes."""
+    ckpt = copy_run / "run" / "checkpoints" / "last.ckpt"
+    noisy = tmp_path / "noisy.ckpt"  # same vocabularies, other weights
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    torch.manual_seed(0)
+    for tensor in state["state_dict"].values():
+        if tensor.is_floating_point():
+            tensor.add_(torch.randn_like(tensor))
+    torch.save(state, noisy)
+
+    def tested(*ensemble: Path) -> list[str]:
+        out = tmp_path / f"test{len(list(tmp_path.iterdir()))}"
+        run = ["--config", str(copy_run / "config.yaml"), "--ckpt_path", str(ckpt)]
+        members = ["--ensemble", json.dumps([str(p) for p in ensemble])] if ensemble else []
+        make_cli(["test", *run, *members, "--trainer.logger.init_args.save_dir", str(out)])
+        return read_lines(out / "logs" / "version_0" / "test_hypotheses.txt")
+
+    alone = tested()
+    assert tested(ckpt) == alone
+    ensemble = tested(noisy)
+    capsys.readouterr()
+    translate(
+        ["--ckpt", str(ckpt), "--ckpt", str(noisy), "--input", str(copy_run / "data" / "test.src")]
+    )
+    assert ensemble == capsys.readouterr().out.splitlines()
+    assert ensemble != alone
+
+
+def test_an_ensemble_member_of_another_kind_is_one_line(copy_run, caption_run, tmp_path):
+    run = ["--config", str(copy_run / "config.yaml")]
+    ckpt = str(copy_run / "run" / "checkpoints" / "last.ckpt")
+    save = ["--trainer.logger.init_args.save_dir", str(tmp_path)]
+    members = ["--ensemble", json.dumps([str(caption_run[1])])]
+    with pytest.raises(SystemExit, match=r"^s2s: .*last.ckpt holds a Captioner, not a Seq2Seq"):
+        make_cli(["test", *run, "--ckpt_path", ckpt, *members, *save])
+    with pytest.raises(SystemExit, match=r"^s2s fit: --ensemble is for test and predict$"):
+        make_cli(["fit", *run, *members, *save])

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from s2s.checkpoint import TokenizersInCheckpoint, read_checkpoint
 from s2s.decoding import Hypothesis, SearchConfig, beam_search, greedy
+from s2s.decoding.ensemble import Ensemble
 from s2s.metrics import CorpusScores, corpus_scores
 from s2s.models.perplexity import TokenNLL
 from s2s.nn.decoder import DecoderState, RNNDecoder
@@ -73,6 +74,8 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
         # Target tokens these weights were trained on, all ranks: checkpointed, so a resumed (or
         # fine-tuned) run goes on counting.
         self.tokens_trained = 0
+        # Test and predict decode as one ensemble with these (s2s.callbacks.EnsembleWith).
+        self.ensemble_members: list[EncoderDecoderModule] = []
 
     # --- the model
     def encode(self, batch: Any) -> EncoderOutput:
@@ -162,8 +165,10 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
         return [HypothesesFile()]
 
     def _best_hypotheses(self, batch: Any) -> list[Hypothesis]:
-        """The best hypothesis of the beam search of each item, with the model's search options."""
-        return [nbest[0] for nbest in beam_search(self, batch, self.search)]
+        """The best hypothesis of the beam search of each item, with the model's search options
+        (as one ensemble with :attr:`ensemble_members`, if any)."""
+        decoder = Ensemble([self, *self.ensemble_members]) if self.ensemble_members else self
+        return [nbest[0] for nbest in beam_search(decoder, batch, self.search)]
 
     def _texts(self, hyps: list[Hypothesis]) -> list[str]:
         return [self.tokenizers["tgt"].decode(h.tokens) for h in hyps]
