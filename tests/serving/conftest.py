@@ -3,53 +3,10 @@ the server and page tests."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from tiny import load_tool, run_cli, subprocess_env, write_config, write_lines
+from tiny import load_tool, subprocess_env
 
 ServerProcess = load_tool("bench_serve").ServerProcess
-
-
-@pytest.fixture(scope="session")
-def lm_ckpt(tmp_path_factory) -> Path:
-    """A character language model after a few steps of ``s2s fit`` (quality does not matter)."""
-    root = tmp_path_factory.mktemp("lm_run")
-    text = write_lines(root / "train.txt", [f"the {w} runs in the park" for w in "abcdefgh"] * 4)
-    recipe = {
-        "seed_everything": 0,
-        "trainer": {
-            "max_steps": 5,
-            "default_root_dir": str(root),
-            "limit_val_batches": 0,
-            "num_sanity_val_steps": 0,
-            "logger": False,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "callbacks": [
-                {
-                    "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
-                    "init_args": {"dirpath": str(root / "checkpoints"), "filename": "lm"},
-                }
-            ],
-        },
-        "model": {
-            "class_path": "s2s.models.LanguageModel",
-            "init_args": {"embedding_size": 8, "hidden_size": 16, "num_layers": 1},
-        },
-        "data": {
-            "class_path": "s2s.data.TextStreamData",
-            "init_args": {
-                "train_file": str(text),
-                "val_file": str(text),
-                "tokenizer": {"type": "char", "cache_dir": str(root / "cache")},
-                "batch_size": 2,
-                "tbptt_steps": 8,
-            },
-        },
-    }
-    run_cli("fit", "--config", str(write_config(root / "lm.yaml", recipe)))
-    return root / "checkpoints" / "lm.ckpt"
 
 
 @pytest.fixture(scope="session")
