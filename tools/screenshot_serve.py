@@ -1,5 +1,5 @@
-"""The README's picture of the ``s2s serve`` page: serve a translator and a captioner, use the page in
-headless Chromium as a user would, and save a screenshot.
+"""The README picture of the ``s2s serve`` page: serve a translator and a captioner, use the page
+in headless Chromium as a user would, and save a screenshot.
 
     python tools/screenshot_serve.py --ckpt runs/multi30k_en_de_attn/checkpoints/best.ckpt \\
         --ckpt runs/shapes_caption_demo/checkpoints/best.ckpt \\
@@ -22,7 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_serve import ServerProcess  # noqa: E402
+from bench_serve import ServerProcess
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

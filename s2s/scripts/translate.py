@@ -122,6 +122,9 @@ def run_scoring(model: Seq2Seq, decoder: Seq2Seq | Ensemble, args: argparse.Name
 def check_score_options(args: argparse.Namespace) -> None:
     """Exits with one line if ``--score`` comes with an option that only translation has."""
     translation_only = {
+        "--beam": args.beam is not None,
+        "--length-penalty": args.length_penalty is not None,
+        "--max-len": args.max_len is not None,
         "--sample": args.sample,
         "--n-best": args.n_best != 1,
         "--print-scores": args.print_scores,

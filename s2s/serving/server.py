@@ -93,7 +93,11 @@ def build_server(
     apis = [
         api(paths, limits, args.max_batch_size, args.batch_timeout) for api, paths in groups.items()
     ]
-    server = ls.LitServer(apis, accelerator=args.accelerator, timeout=args.timeout)
+    # The largest body a valid request can have: a base64 image (4/3 of its bytes) with options.
+    largest = limits.max_image_bytes * 4 // 3 + 1_000_000
+    server = ls.LitServer(
+        apis, accelerator=args.accelerator, timeout=args.timeout, max_payload_size=largest
+    )
     page = page_html([api.path for api in apis])
     # LitServe answers "/" with plain text; the page replaces it.
     server.app.router.routes[:] = [

@@ -343,11 +343,15 @@ def test_score_needs_one_reference_per_input_line(tmp_path, ckpt, input_file):
     )
 
 
-def test_score_does_not_combine_with_sampling(tmp_path, ckpt, input_file):
+@pytest.mark.parametrize(
+    "option", [["--sample"], ["--beam", "2"], ["--length-penalty", "1"], ["--max-len", "5"]]
+)
+def test_score_does_not_combine_with_search_options(tmp_path, ckpt, input_file, option):
+    """Forced decoding searches nothing: a search option would be silently ignored."""
     args = ["--ckpt", str(ckpt), "--input", str(input_file), "--score", str(input_file)]
     with pytest.raises(SystemExit) as exit_info:
-        main([*args, "--sample"])
-    assert exit_info.value.code == "s2s-translate: --score does not combine with --sample"
+        main([*args, *option])
+    assert exit_info.value.code == f"s2s-translate: --score does not combine with {option[0]}"
 
 
 def test_sampling_n_best_writes_n_different_samples_per_line(tmp_path, ckpt, input_file):

@@ -122,6 +122,11 @@ def test_bad_requests_get_a_one_line_4xx(server, path, body, error):
     assert "\n" not in answer["error"]
 
 
+def test_a_body_larger_than_any_valid_request_is_413(server):
+    status, answer = server.post("/caption", b" " * 15_000_000)  # > 10 MB of image as base64
+    assert (status, answer) == (413, {"error": "Payload too large"})
+
+
 def test_the_server_stays_healthy_after_bad_requests(server):
     server.post("/translate", b"\x00" * 100)
     server.post("/caption", {"image": base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"0" * 50).decode()})
