@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from s2s.data.batching import pad, token_loader
+from s2s.data.features import FeatureCache, load_features
+from s2s.data.images import load_image
 from s2s.io import DataError, read_lines
 from s2s.nn.image_encoder import Preprocessing
 from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
@@ -270,33 +271,6 @@ def _warn_skipped(source: Path, what: str, names: list[str]) -> None:
         log.warning("%s: skipped %d %s: %s", source, len(names), what, shown)
 
 
-# --- images
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """The image at ``path`` as 8-bit RGB; a file that cannot be decoded is a DataError."""
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return to_rgb(img)
-    except Exception as e:  # decoders raise OSError, SyntaxError, ValueError, struct.error, ...
-        raise DataError(f"{path}: cannot read image ({type(e).__name__}: {e})") from None
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any PIL image as 8-bit RGB: 16/32-bit grayscale is scaled down, transparency composited on
-    white, CMYK and palettes converted."""
-    if img.mode.startswith("I;16") or img.mode == "I":  # 16-bit samples (PNG, TIFF)
-        arr = np.asarray(img).astype(np.int64)
-        img = Image.fromarray((np.clip(arr, 0, 65535) >> 8).astype(np.uint8))
-    elif img.mode == "F":
-        img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8))
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
-    return img.convert("RGB")
-
-
 # --- examples and batches
 
 
@@ -314,10 +288,11 @@ class CaptionExample:
 class CaptionBatch:
     """A batch; Lightning moves its tensors to the device."""
 
-    images: Tensor  # (B, 3, H, W) prepared for the encoder
+    images: Tensor | None  # (B, 3, H, W) prepared for the encoder; None with ``features``
     tgt: Tensor | None  # (B, T) BOS, caption ids, EOS, PAD-padded; None without captions
     indices: Tensor  # (B,) example numbers (see CaptionExample.index)
     refs: list[list[str]]  # every reference caption of each image; [] without captions
+    features: Tensor | None = None  # (B, C, h, w) cached backbone grids, instead of images
 
 
 class CaptionDataset(Dataset[tuple[CaptionExample, Tensor]]):
@@ -341,9 +316,27 @@ class CaptionDataset(Dataset[tuple[CaptionExample, Tensor]]):
             return ex, torch.zeros_like(self.transform(Image.new("RGB", (64, 64))))
 
 
+class CachedFeatures(Dataset[tuple[CaptionExample, Tensor]]):
+    """Examples with the cached backbone features of their images (see s2s/data/features.py)."""
+
+    def __init__(self, examples: Sequence[CaptionExample], files: dict[Path, Path]) -> None:
+        self.examples, self.files = list(examples), files
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> tuple[CaptionExample, Tensor]:
+        ex = self.examples[i]
+        return ex, load_features(self.files[ex.image])
+
+
 def collate(items: Sequence[tuple[CaptionExample, Tensor]]) -> CaptionBatch:
+    """A batch of images, or of cached features when the items are (C, h, w) float16 grids."""
+    tensors = torch.stack([tensor for _, tensor in items])
+    cached = tensors.dtype == torch.float16
     return CaptionBatch(
-        images=torch.stack([image for _, image in items]),
+        images=None if cached else tensors,
+        features=tensors if cached else None,
         tgt=pad([[BOS_ID, *ex.tgt, EOS_ID] for ex, _ in items]),
         indices=torch.tensor([ex.index for ex, _ in items]),
         refs=[list(ex.refs) for ex, _ in items],
@@ -378,6 +371,9 @@ class CaptionData(L.LightningDataModule):
         batch_size: Pairs per training batch.
         eval_batch_size: Images per validation or test batch.
         augment: Random crops of 50-100% of the training images instead of the centre crop.
+        feature_cache: A folder for the image features of the model's backbone, computed once
+            and read instead of the images (s2s/data/features.py). Training needs an encoder
+            frozen for the whole run (``unfreeze_encoder_at: null``) and no ``augment``.
         num_workers: DataLoader worker processes (they read and transform the images).
         seed: Seed of the training batch order (combined with the epoch).
     """
@@ -393,6 +389,7 @@ class CaptionData(L.LightningDataModule):
         batch_size: int = 32,
         eval_batch_size: int = 64,
         augment: bool = False,
+        feature_cache: str | None = None,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -403,10 +400,12 @@ class CaptionData(L.LightningDataModule):
         self.max_len = max_len
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.augment = augment
+        self.feature_cache = feature_cache
+        self.cache: FeatureCache | None = None  # built at setup, from the model's backbone
         self.num_workers = num_workers
         self.seed = seed
         self.preprocessing: Preprocessing | None = None  # from the model at setup, unless set
-        self.datasets: dict[str, CaptionDataset] = {}
+        self.datasets: dict[str, CaptionDataset | CachedFeatures] = {}
 
     def _read(self, split: str) -> list[ImageCaptions]:
         """The split's images that exist, with normalised captions; missing files are skipped."""
@@ -448,6 +447,8 @@ class CaptionData(L.LightningDataModule):
                     "CaptionData prepares images for its model: train a model with a "
                     "`preprocessing` (a Captioner), or set `datamodule.preprocessing` first"
                 )
+        if self.feature_cache is not None:
+            self.cache = self._cache(stage)
         if stage == "fit":
             self.datasets["train"] = self._train_set()
         if stage in ("fit", "validate"):
@@ -455,7 +456,7 @@ class CaptionData(L.LightningDataModule):
         if stage in ("test", "predict"):
             self.datasets["test"] = self._eval_set("test")
 
-    def _train_set(self) -> CaptionDataset:
+    def _train_set(self) -> CaptionDataset | CachedFeatures:
         """Every (image, caption) pair with at most ``max_len`` subwords."""
         examples, too_long = [], 0
         for item in self._train_items:
@@ -472,10 +473,32 @@ class CaptionData(L.LightningDataModule):
             too_long,
             self.max_len,
         )
-        transform = self.preprocessing.transform(augment=self.augment)
-        return CaptionDataset(examples, transform)
+        return self._dataset(examples, self.preprocessing.transform(augment=self.augment))
 
-    def _eval_set(self, split: str) -> CaptionDataset:
+    def _cache(self, stage: str) -> FeatureCache:
+        """The feature cache of the model's backbone; training must never change its features."""
+        model = self.trainer.lightning_module if self.trainer is not None else None
+        encoder = getattr(model, "encoder", None)
+        if encoder is None or not hasattr(encoder, "backbone"):
+            raise ValueError("data.feature_cache needs a model with an image encoder (a Captioner)")
+        trains_encoder = getattr(model, "unfreeze_encoder_at", 0) is not None
+        if stage == "fit" and (self.augment or trains_encoder):
+            raise ValueError(
+                "data.feature_cache needs the encoder frozen for the whole run "
+                "(model.unfreeze_encoder_at: null) and data.augment: false"
+            )
+        return FeatureCache(self.feature_cache, encoder.backbone, self.preprocessing)
+
+    def _dataset(
+        self, examples: list[CaptionExample], transform: ImageTransform
+    ) -> CaptionDataset | CachedFeatures:
+        """The examples with their images, or with their cached features."""
+        if self.cache is None:
+            return CaptionDataset(examples, transform)
+        images = sorted({ex.image for ex in examples})
+        return CachedFeatures(examples, dict(zip(images, self.cache.files(images), strict=True)))
+
+    def _eval_set(self, split: str) -> CaptionDataset | CachedFeatures:
         """One example per image; its first caption is the target of the validation loss."""
         examples = [
             CaptionExample(
@@ -483,7 +506,7 @@ class CaptionData(L.LightningDataModule):
             )
             for i, item in enumerate(self._read(split))
         ]
-        return CaptionDataset(examples, self.preprocessing.transform())
+        return self._dataset(examples, self.preprocessing.transform())
 
     def _loader(self, split: str, batch_size: int, *, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]

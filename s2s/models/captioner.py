@@ -115,7 +115,8 @@ class Captioner(EncoderDecoderModule):
         return self.encoder.preprocessing
 
     def encode(self, batch: CaptionBatch) -> EncoderOutput:
-        return self.encoder(batch.images)
+        features = None if batch.features is None else batch.features.to(self.dtype)
+        return self.encoder(batch.images, features)
 
     def attention_penalty(self, attention: Tensor | None, target_mask: Tensor) -> Tensor | float:
         """Doubly stochastic attention: each region's attention summed over steps should be 1."""

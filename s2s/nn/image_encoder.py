@@ -128,10 +128,13 @@ class ImageEncoder(nn.Module):
         self.frozen = False
         self.output_size = self._probe(64, 64).size(1)  # C
 
-    def forward(self, images: Tensor) -> EncoderOutput:
-        """``images`` (B, 3, H, W) prepared by :attr:`preprocessing`."""
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            grid = self.backbone(images)  # (B, C, h, w)
+    def forward(self, images: Tensor | None, grid: Tensor | None = None) -> EncoderOutput:
+        """The regions of ``images`` (B, 3, H, W) prepared by :attr:`preprocessing`, or of their
+        backbone ``grid`` (B, C, h, w) computed before (cached features; see
+        s2s/data/features.py)."""
+        if grid is None:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+                grid = self.backbone(images)  # (B, C, h, w)
         memory = grid.flatten(2).transpose(1, 2)  # (B, h * w, C)
         mask = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)
         return EncoderOutput(memory=memory, mask=mask, summary=memory.mean(1))

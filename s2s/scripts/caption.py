@@ -14,7 +14,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from s2s.data.captions import image_batch, load_image
+from s2s.data.captions import image_batch
+from s2s.data.images import load_image
 from s2s.decoding import beam_search
 from s2s.io import DataError
 from s2s.models.captioner import Captioner

@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from s2s.data.captions import to_rgb
+from s2s.data.images import to_rgb
 from s2s.decoding import SamplingConfig, SearchConfig
 
 

@@ -15,9 +15,8 @@ from s2s.data.captions import (
     CaptionExample,
     ImageCaptions,
     collate,
-    load_image,
-    to_rgb,
 )
+from s2s.data.images import load_image, to_rgb
 from s2s.io import DataError
 from s2s.nn.image_encoder import Preprocessing
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, TokenizerConfig

@@ -8,7 +8,8 @@ from tiny import quiet_trainer, write_scenes
 
 from s2s.checkpoint import load_model
 from s2s.data import CaptionData, TsvCaptions
-from s2s.data.captions import image_batch, load_image
+from s2s.data.captions import image_batch
+from s2s.data.images import load_image
 from s2s.decoding import SearchConfig, beam_search, greedy
 from s2s.io import read_lines
 from s2s.models import Captioner
