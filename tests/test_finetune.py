@@ -4,7 +4,14 @@ new data with the checkpoint's tokenizers; an incompatible vocabulary is a clear
 import pytest
 import torch
 import yaml
-from tiny import quiet_trainer, run_cli, translation_data, write_config, write_corpus
+from tiny import (
+    caption_recipe,
+    quiet_trainer,
+    run_cli,
+    translation_data,
+    write_config,
+    write_corpus,
+)
 
 from s2s.checkpoint import CLASS_KEY, load_model, read_checkpoint
 from s2s.data import TranslationData
@@ -83,3 +90,26 @@ def test_tokenizers_from_a_checkpoint_without_source_tokenizer(base, tmp_path):
         ValueError, match=r"lm.ckpt: has no source and target tokenizers \(only \['tgt'\]\)"
     ):
         _ = data.src_tokenizer
+
+
+def test_a_captioner_fine_tunes_its_encoder_at_its_own_rate(caption_run, tmp_path):
+    """A captioner trained with a frozen encoder continues from its checkpoint with the encoder
+    unfrozen: the tokenizer is the checkpoint's, the encoder moves at ``encoder_lr`` (tiny here)
+    while the decoder learns at ``lr``."""
+    images, base = caption_run
+    cfg = caption_recipe(tmp_path, images / "captions.tsv", "bahdanau")
+    cfg["trainer"]["max_steps"] = 3
+    cfg["model"]["init_args"].update(
+        init_from=str(base), unfreeze_encoder_at=0, encoder_lr=1e-9, optim={"lr": 0.03}
+    )
+    cfg["data"]["init_args"]["tokenizer"]["cache_dir"] = str(tmp_path / "tokenizers")
+    run_cli("fit", "--config", str(write_config(tmp_path / "fit.yaml", cfg)))
+
+    before, after = load_model(base), load_model(tmp_path / "checkpoints" / "last.ckpt")
+    assert after.tokenizers == before.tokenizers
+    assert not (tmp_path / "tokenizers").exists()  # no tokenizer trained on the data
+    for name, p in before.encoder.named_parameters():
+        assert torch.allclose(p, dict(after.encoder.named_parameters())[name], atol=1e-6), name
+    decoder = zip(before.decoder.parameters(), after.decoder.parameters(), strict=True)
+    moved = [not torch.allclose(p, q, atol=1e-4) for p, q in decoder]
+    assert any(moved)  # the decoder trained

@@ -43,6 +43,7 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from s2s.checkpoint import read_checkpoint
 from s2s.data.batching import pad, token_loader
 from s2s.data.features import FeatureCache, load_features
 from s2s.data.images import load_image
@@ -374,6 +375,8 @@ class CaptionData(L.LightningDataModule):
         feature_cache: A folder for the image features of the model's backbone, computed once
             and read instead of the images (s2s/data/features.py). Training needs an encoder
             frozen for the whole run (``unfreeze_encoder_at: null``) and no ``augment``.
+        tokenizer_from: A captioner checkpoint whose tokenizer to use instead of training one
+            (fine-tuning; ``s2s`` links it from ``model.init_from``).
         num_workers: DataLoader worker processes (they read and transform the images).
         seed: Seed of the training batch order (combined with the epoch).
     """
@@ -390,6 +393,7 @@ class CaptionData(L.LightningDataModule):
         eval_batch_size: int = 64,
         augment: bool = False,
         feature_cache: str | None = None,
+        tokenizer_from: str | None = None,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -401,6 +405,7 @@ class CaptionData(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.augment = augment
         self.feature_cache = feature_cache
+        self.tokenizer_from = tokenizer_from
         self.cache: FeatureCache | None = None  # built at setup, from the model's backbone
         self.num_workers = num_workers
         self.seed = seed
@@ -430,7 +435,15 @@ class CaptionData(L.LightningDataModule):
 
     @cached_property
     def tgt_tokenizer(self) -> Tokenizer:
-        """Trained on the training captions on first use, or loaded from the cache."""
+        """The tokenizer of ``tokenizer_from``, else trained on the training captions on first use
+        (or loaded from the cache)."""
+        if self.tokenizer_from:
+            saved = read_checkpoint(self.tokenizer_from).get("tokenizers", {})
+            if set(saved) != {"tgt"}:
+                raise ValueError(
+                    f"{self.tokenizer_from}: has tokenizers {sorted(saved)}, not a captioner's"
+                )
+            return Tokenizer(saved["tgt"])
         captions = [c for item in self._train_items for c in item.captions]
         return Tokenizer.train_on_lines(captions, self.tokenizer_config)
 

@@ -60,6 +60,10 @@ class Captioner(EncoderDecoderModule):
         optim: Optimiser and learning-rate schedule.
         search: Decoding for test and ``s2s-caption`` (validation decodes greedily); length
             limits should be absolute (``max_len_a: 0``), the source length being the region count.
+        init_from: A captioner checkpoint to fine-tune: the run starts from its weights and its
+            tokenizer (``s2s`` links it to the data's ``tokenizer_from``), e.g. a cross-entropy
+            run with a frozen encoder, continued with ``unfreeze_encoder_at: 0`` and a low
+            ``encoder_lr``.
     """
 
     def __init__(
@@ -83,8 +87,9 @@ class Captioner(EncoderDecoderModule):
         teacher_forcing_ratio: float = 1.0,
         optim: OptimConfig = OptimConfig(),
         search: SearchConfig = SearchConfig(beam_size=3, max_len_b=30),
+        init_from: str | None = None,
     ) -> None:
-        super().__init__(label_smoothing, teacher_forcing_ratio, optim, search)
+        super().__init__(label_smoothing, teacher_forcing_ratio, optim, search, init_from)
         self.save_hyperparameters()
         if unfreeze_encoder_at is not None and unfreeze_encoder_at < 0:
             raise ValueError(f"unfreeze_encoder_at must be >= 0 or None, got {unfreeze_encoder_at}")
