@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -547,3 +548,22 @@ class CaptionData(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         """The test split's images: ``s2s predict`` writes the captions ``s2s test`` scores."""
         return self.test_dataloader()
+
+
+# --- results
+
+
+def image_id(path: Path) -> int | str:
+    """The id of an image in results files: the number of a COCO file name
+    (``COCO_val2014_000000391895.jpg``, ``000000391895.jpg``: 391895), else the file's stem
+    (Flickr8k: ``1000268201_693b08cb0e``)."""
+    match = re.fullmatch(r"(?:COCO_[a-z]+\d*_)?(\d+)", path.stem)
+    return int(match.group(1)) if match else path.stem
+
+
+def coco_results(images: Sequence[Path], captions: Sequence[str]) -> list[dict[str, Any]]:
+    """Captions in the COCO results format: ``[{"image_id", "caption"}]``, in order."""
+    return [
+        {"image_id": image_id(path), "caption": caption}
+        for path, caption in zip(images, captions, strict=True)
+    ]

@@ -8,15 +8,16 @@ step, close to Vinyals et al. (2015), "Show and Tell".
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from torch import Tensor
 
 from s2s.coco_caption import coco_scores
-from s2s.data.captions import CaptionBatch
+from s2s.data.captions import CaptionBatch, coco_results
 from s2s.decoding import SearchConfig
 from s2s.metrics import bleu_n, exact_match
-from s2s.models.encoder_decoder import EncoderDecoderModule
+from s2s.models.encoder_decoder import EncoderDecoderModule, write_log_file
 from s2s.nn.attention import AttentionType
 from s2s.nn.decoder import RNNDecoder
 from s2s.nn.encoder import EncoderOutput
@@ -149,6 +150,14 @@ class Captioner(EncoderDecoderModule):
             },
         ]
         return configure_optimizers(groups, self.optim)
+
+    def write_test_outputs(self, hyps: list[str]) -> None:
+        """``test_results.json``: the captions in the COCO results format that evaluation servers
+        read, ``[{"image_id", "caption"}]`` (see :func:`~s2s.data.captions.image_id`)."""
+        examples = self.trainer.datamodule.datasets["test"].examples
+        results = coco_results([ex.image for ex in examples], hyps)
+        out = write_log_file(self.trainer, "test_results.json", [json.dumps(results)])
+        self.print(f"COCO results: {out}")
 
     def extra_scores(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
         """Against all references of each image: sacreBLEU's BLEU-1..4, the COCO protocol's

@@ -205,6 +205,11 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
         out = write_log_file(self.trainer, "test_hypotheses.txt", hyps)
         self.print("".join(f"{name} = {value:.2f}\n" for name, value in extra.items()), end="")
         self.print(f"{scores}\nhypotheses: {out}")
+        self.write_test_outputs(hyps)
+
+    def write_test_outputs(self, hyps: list[str]) -> None:
+        """Files a model writes beside ``test_hypotheses.txt`` (``hyps`` in the data's order);
+        none here."""
 
     def _collect(self, batch: Any, hyps: list[Hypothesis]) -> None:
         refs = [[r] if isinstance(r, str) else list(r) for r in batch.refs]

@@ -2,21 +2,23 @@
 
 Prints ``IMAGE<TAB>CAPTION`` for every image (``--n-best N``: N lines per image, best first).
 Arguments are image files or folders (their images, sorted by name). An image that cannot be read is
-reported on stderr and skipped, and the exit status is then 1.
+reported on stderr and skipped, and the exit status is then 1. ``--json FILE`` also writes the best
+caption of each image in the COCO results format (``s2s test`` writes ``test_results.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
 from PIL import Image
 
-from s2s.data.captions import image_batch
+from s2s.data.captions import coco_results, image_batch
 from s2s.data.images import load_image
-from s2s.decoding import beam_search
+from s2s.decoding import Hypothesis, beam_search
 from s2s.io import DataError
 from s2s.models.captioner import Captioner
 from s2s.scripts import add_device_arguments, load_ensemble_of_type, members, search_config
@@ -40,6 +42,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--n-best", type=int, default=1, help="captions printed per image")
     p.add_argument("--max-len", type=int, help="caption length limit in subwords")
     p.add_argument("--batch-size", type=int, default=16, help="images per batch")
+    p.add_argument(
+        "--json",
+        type=Path,
+        help='also write the best captions to this file as COCO results: [{"image_id", "caption"}]',
+    )
     p.add_argument(
         "--attention-png",
         type=Path,
@@ -95,8 +102,10 @@ def main(argv: list[str] | None = None) -> None:
     grid = model.encoder.grid_shape(prep.crop_size, prep.crop_size) if args.attention_png else None
     if args.attention_png:
         args.attention_png.mkdir(parents=True, exist_ok=True)
-    failed, done = 0, 0
+    failed, done, best = 0, 0, []
     files = image_files(args.images)
+    if args.json:  # a bad path fails before any decoding
+        check_writable(args.json)
     for start in range(0, len(files), args.batch_size):
         # Images are decoded batch by batch: memory is bounded by --batch-size, not the folder.
         paths = files[start : start + args.batch_size]
@@ -111,17 +120,33 @@ def main(argv: list[str] | None = None) -> None:
         ):
             for hyp in nbest:
                 print(f"{path}\t{tok.decode(hyp.tokens)}")
+            best.append((path, tok.decode(nbest[0].tokens)))
             if grid is not None:
-                words = [p.lstrip("▁") for p in tok.pieces([*nbest[0].tokens, EOS_ID])]
-                save_attention_overlay(
-                    prep.view(image),
-                    nbest[0].attention.view(len(words), *grid),
-                    words,
-                    args.attention_png / f"{i + 1:04d}_{path.stem}.png",
-                )
+                out = args.attention_png / f"{i + 1:04d}_{path.stem}.png"
+                draw_attention(model, prep.view(image), nbest[0], grid, out)
         done += len(chunk)
+    if args.json:
+        results = coco_results([path for path, _ in best], [text for _, text in best])
+        args.json.write_text(json.dumps(results, ensure_ascii=False) + "\n", encoding="utf-8")
     if failed:
         sys.exit(1)
+
+
+def check_writable(path: Path) -> None:
+    """Exits with one line if ``path`` cannot be written."""
+    try:
+        path.open("a").close()
+    except OSError as e:
+        sys.exit(f"s2s-caption: {path}: cannot write ({e.strerror})")
+
+
+def draw_attention(
+    model: Captioner, view: Image.Image, hyp: Hypothesis, grid: tuple[int, int], out: Path
+) -> None:
+    """``out``: the image, then each word's attention over its grid of regions."""
+    tok = model.tokenizers["tgt"]
+    words = [p.lstrip("▁") for p in tok.pieces([*hyp.tokens, EOS_ID])]
+    save_attention_overlay(view, hyp.attention.view(len(words), *grid), words, out)
 
 
 if __name__ == "__main__":

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import lightning as L
@@ -136,6 +137,11 @@ def test_predict_captions_the_test_split_as_test_does(overfit, tmp_path):
     expected = [caption(*c) for c in SCENES.values()]
     assert read_lines(tmp_path / "test_hypotheses.txt") == expected
     assert read_lines(tmp_path / "predictions.txt") == expected
+    results = json.loads((tmp_path / "test_results.json").read_text(encoding="utf-8"))
+    assert results == [
+        {"image_id": name.removesuffix(".png"), "caption": text}
+        for name, text in zip(SCENES, expected, strict=True)
+    ]
 
 
 def test_param_groups_give_the_encoder_its_learning_rate():

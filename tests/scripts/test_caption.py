@@ -1,10 +1,14 @@
 """``s2s-caption`` on a checkpoint that ``s2s fit`` wrote from a recipe."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
 from tiny import CAPTIONS, RGB, SCENES
 
+from s2s.data.captions import image_id
 from s2s.scripts import caption as caption_script
 from s2s.scripts.caption import main as caption
 from s2s.scripts.translate import main as translate
@@ -153,3 +157,33 @@ def test_an_ensemble_must_read_images_alike(caption_run, tmp_path):
     message = f"^s2s-caption: {other} prepares images unlike {ckpt}: cannot ensemble$"
     with pytest.raises(SystemExit, match=message):
         caption(["--ckpt", str(ckpt), "--ckpt", str(other), str(images)])
+
+
+def test_json_writes_coco_results_of_the_best_captions(caption_run, tmp_path, capsys):
+    images, ckpt = caption_run
+    out = tmp_path / "results.json"
+    caption(["--ckpt", str(ckpt), "--n-best", "2", "--json", str(out), str(images)])
+    best = captions_of(capsys.readouterr().out)[::2]
+    results = json.loads(out.read_text(encoding="utf-8"))
+    assert results == [{"image_id": Path(p).stem, "caption": c} for p, c in best]
+    assert [r["caption"] for r in results] == [CAPTIONS[n] for n in sorted(SCENES)]
+
+
+def test_json_to_an_unwritable_path_fails_before_decoding(caption_run, tmp_path):
+    images, ckpt = caption_run
+    bad = tmp_path / "missing" / "results.json"
+    with pytest.raises(SystemExit, match=r"^s2s-caption: .*results.json: cannot write"):
+        caption(["--ckpt", str(ckpt), "--json", str(bad), str(images)])
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("COCO_val2014_000000391895.jpg", 391895),
+        ("000000391895.jpg", 391895),
+        ("1000268201_693b08cb0e.jpg", "1000268201_693b08cb0e"),
+        ("rg.png", "rg"),
+    ],
+)
+def test_image_ids_are_cocos_numbers_or_file_stems(name, expected):
+    assert image_id(Path(name)) == expected
