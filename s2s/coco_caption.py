@@ -52,3 +52,16 @@ def coco_scores(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> dict[str,
     rouge, _ = Rouge().compute_score(gts, res)
     cider, _ = Cider().compute_score(gts, res)
     return {name: 100.0 * float(s) for name, s in zip(names, [*bleus, rouge, cider], strict=True)}
+
+
+def cider_d(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> list[float]:
+    """CIDEr-D of each ``hyps[i]`` against ``refs[i]`` (pycocoevalcap's scale, not x100), after
+    :func:`ptb_tokenize`; the document frequencies come from these reference sets. A reference
+    set listed several times (one per sampled caption of an image) leaves them unchanged: the
+    count of sets and each n-gram's count grow alike."""
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} reference sets")
+    gts = {i: [ptb_tokenize(r) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [ptb_tokenize(h)] for i, h in enumerate(hyps)}
+    _, scores = Cider().compute_score(gts, res)
+    return [float(s) for s in scores]

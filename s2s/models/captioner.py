@@ -18,6 +18,7 @@ from s2s.data.captions import CaptionBatch, coco_results
 from s2s.decoding import SearchConfig
 from s2s.metrics import bleu_n, exact_match
 from s2s.models.encoder_decoder import EncoderDecoderModule, write_log_file
+from s2s.models.self_critical import Baseline, self_critical_loss
 from s2s.nn.attention import AttentionType
 from s2s.nn.decoder import RNNDecoder
 from s2s.nn.encoder import EncoderOutput
@@ -65,6 +66,11 @@ class Captioner(EncoderDecoderModule):
             tokenizer (``s2s`` links it to the data's ``tokenizer_from``), e.g. a cross-entropy
             run with a frozen encoder, continued with ``unfreeze_encoder_at: 0`` and a low
             ``encoder_lr``.
+        self_critical: Train by self-critical sequence training (s2s/models/self_critical.py)
+            instead of cross-entropy: usually after a cross-entropy run (``init_from``).
+        scst_samples: Captions sampled per image in a self-critical step.
+        scst_baseline: What a sample's CIDEr-D is compared with: the greedy caption's
+            (Rennie et al., 2017) or the mean of the image's other samples (Luo, 2020).
     """
 
     def __init__(
@@ -89,6 +95,9 @@ class Captioner(EncoderDecoderModule):
         optim: OptimConfig = OptimConfig(),
         search: SearchConfig = SearchConfig(beam_size=3, max_len_b=30),
         init_from: str | None = None,
+        self_critical: bool = False,
+        scst_samples: int = 5,
+        scst_baseline: Baseline = "greedy",
     ) -> None:
         super().__init__(label_smoothing, teacher_forcing_ratio, optim, search, init_from)
         self.save_hyperparameters()
@@ -96,6 +105,12 @@ class Captioner(EncoderDecoderModule):
             raise ValueError(f"unfreeze_encoder_at must be >= 0 or None, got {unfreeze_encoder_at}")
         if attention_regularization < 0:
             raise ValueError(f"attention_regularization must be >= 0: {attention_regularization}")
+        if scst_samples < 1 or (scst_baseline == "mean" and scst_samples < 2):
+            raise ValueError(
+                f"scst_samples must be >= 1 (>= 2 with the mean baseline), got {scst_samples}"
+            )
+        self.self_critical, self.scst_samples = self_critical, scst_samples
+        self.scst_baseline: Baseline = scst_baseline
         self.unfreeze_encoder_at = unfreeze_encoder_at
         self.encoder_lr = encoder_lr
         self.attention_regularization = attention_regularization
@@ -150,6 +165,21 @@ class Captioner(EncoderDecoderModule):
             },
         ]
         return configure_optimizers(groups, self.optim)
+
+    def training_step(self, batch: CaptionBatch, batch_idx: int) -> Tensor:
+        if not self.self_critical:
+            return super().training_step(batch, batch_idx)
+        # No dropout: the log-probabilities trained are those of the policy that sampled.
+        self.eval()
+        try:
+            loss, reward = self_critical_loss(
+                self, batch, self.scst_samples, self.scst_baseline, self.search.max_len_b
+            )
+        finally:
+            self.train()
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch.refs))
+        self.log("train/reward", reward, prog_bar=True, batch_size=len(batch.refs))
+        return loss
 
     def write_test_outputs(self, hyps: list[str]) -> None:
         """``test_results.json``: the captions in the COCO results format that evaluation servers
