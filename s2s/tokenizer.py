@@ -128,8 +128,14 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self._sp.get_piece_size()
 
-    def encode(self, text: str) -> list[int]:
-        """Subword ids of ``text``, without BOS/EOS."""
+    def encode(self, text: str, *, alpha: float = 0.0, nbest_size: int = -1) -> list[int]:
+        """Subword ids of ``text``, without BOS/EOS. ``alpha > 0`` samples a segmentation
+        instead of taking the best one (subword regularisation, Kudo 2018; BPE-dropout for BPE
+        models), from SentencePiece's generator (:func:`seed_sampling`): the smaller ``alpha``,
+        the more the segmentations vary; ``nbest_size`` limits a unigram model to its n best
+        segmentations (-1: all)."""
+        if alpha > 0:
+            return self._sp.encode(text, enable_sampling=True, alpha=alpha, nbest_size=nbest_size)
         return self._sp.encode(text)
 
     def decode(self, ids: Iterable[int]) -> str:
@@ -147,6 +153,11 @@ class Tokenizer:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Tokenizer) and self.proto == other.proto
+
+
+def seed_sampling(seed: int) -> None:
+    """Seed SentencePiece's generator (one per process), which sampled segmentations draw from."""
+    spm.set_random_generator_seed(seed)
 
 
 def _lines(files: Sequence[str | Path]) -> Iterable[str]:

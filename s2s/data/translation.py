@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from s2s.checkpoint import read_checkpoint
 from s2s.data.batching import TokenBatchSampler, pad, token_loader
 from s2s.io import DataError, plain_or_gz, read_lines, read_parallel
-from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
+from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig, seed_sampling
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -149,6 +149,11 @@ class TranslationData(L.LightningDataModule):
         seed: Seed of the training batch order (combined with the epoch).
         tokenizer_from: An s2s translation checkpoint whose tokenizers to use instead of training
             new ones (fine-tuning; ``s2s`` links it from ``model.init_from``).
+        sampling_alpha: Subword regularisation (Kudo, 2018): above 0, every epoch trains on a
+            segmentation of the training pairs sampled afresh (seeded by ``seed`` and the epoch),
+            while validation, test and predict keep the best one. Needs
+            ``trainer.reload_dataloaders_every_n_epochs: 1``.
+        sampling_nbest_size: Segmentations a unigram tokenizer samples among (-1: all).
     """
 
     def __init__(
@@ -169,6 +174,8 @@ class TranslationData(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         tokenizer_from: str | None = None,
+        sampling_alpha: float = 0.0,
+        sampling_nbest_size: int = -1,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # so a checkpoint records how to rebuild the tokenizers
@@ -183,6 +190,9 @@ class TranslationData(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.tokenizer_from = tokenizer_from
+        if sampling_alpha < 0:
+            raise ValueError(f"sampling_alpha must be >= 0, got {sampling_alpha}")
+        self.sampling_alpha, self.sampling_nbest_size = sampling_alpha, sampling_nbest_size
         self.datasets: dict[str, TranslationDataset] = {}  # "train", "val", "test", "predict"
 
     def _split_path(self, split: str, lang: str) -> Path:
@@ -226,7 +236,7 @@ class TranslationData(L.LightningDataModule):
         return self.tgt_tokenizer.vocab_size
 
     def setup(self, stage: str) -> None:
-        if stage == "fit":
+        if stage == "fit" and not self.sampling_alpha:  # else sampled in train_dataloader
             self.datasets["train"] = self._train_set()
         if stage in ("fit", "validate"):
             self.datasets["val"] = self._eval_set(self.val_split)
@@ -246,12 +256,18 @@ class TranslationData(L.LightningDataModule):
             self._split_path(split, self.src_lang), self._split_path(split, self.tgt_lang)
         )
 
-    def _train_set(self) -> TranslationDataset:
-        """Training pairs with both sides within ``[min_len, max_len]`` subword tokens."""
+    def _train_set(self, epoch: int | None = None) -> TranslationDataset:
+        """Training pairs with both sides within ``[min_len, max_len]`` subword tokens; with
+        ``epoch``, in the segmentation sampled for it."""
         examples, too_short, too_long = [], 0, 0
         src_lines, tgt_lines = self._read_split(self.train_split)
+        sampling = {}
+        if epoch is not None:
+            seed_sampling(self.seed * 1_000_003 + epoch)
+            sampling = {"alpha": self.sampling_alpha, "nbest_size": self.sampling_nbest_size}
         for i, (src_line, tgt_line) in enumerate(zip(src_lines, tgt_lines, strict=True)):
-            src, tgt = self.src_tokenizer.encode(src_line), self.tgt_tokenizer.encode(tgt_line)
+            src = self.src_tokenizer.encode(src_line, **sampling)
+            tgt = self.tgt_tokenizer.encode(tgt_line, **sampling)
             if min(len(src), len(tgt)) < self.min_len:
                 too_short += 1
             elif max(len(src), len(tgt)) > self.max_len:
@@ -292,7 +308,19 @@ class TranslationData(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if self.sampling_alpha:
+            self.datasets["train"] = self._train_set(epoch=self._sampled_epoch())
         return self._loader("train", self.max_tokens, shuffle=True)
+
+    def _sampled_epoch(self) -> int:
+        """The epoch whose segmentation to sample: Lightning must ask for a loader every epoch."""
+        trainer = self.trainer
+        if trainer is None or trainer.reload_dataloaders_every_n_epochs != 1:
+            raise ValueError(
+                "data.sampling_alpha re-samples the training segmentation every epoch: set "
+                "trainer.reload_dataloaders_every_n_epochs: 1"
+            )
+        return trainer.current_epoch
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", self.eval_max_tokens, shuffle=False)

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import lightning as L
 import pytest
+import tiny
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from tiny import quiet_trainer
@@ -351,3 +352,41 @@ def test_trainer_sets_epoch_and_predicts(data_dir):
 
     predictions = trainer.predict(model, datamodule=dm)
     assert sorted(torch.cat(predictions).tolist()) == list(range(len(DE)))
+
+
+def sampling_data(tmp_path, alpha: float, reload: int = 1) -> TranslationData:
+    """The tiny corpus's data module under a trainer that reloads its loaders every ``reload``
+    epochs (0: never)."""
+    init_args = tiny.config(tmp_path, tiny.write_corpus(tmp_path / "data"))["data"]["init_args"]
+    data = tiny.translation_data(init_args | {"sampling_alpha": alpha})
+    data.trainer = quiet_trainer(reload_dataloaders_every_n_epochs=reload)
+    data.setup("fit")
+    return data
+
+
+def epoch_pairs(data: TranslationData, epoch: int) -> list[tuple[list[int], list[int]]]:
+    data.trainer.fit_loop.epoch_progress.current.completed = epoch  # the trainer's current_epoch
+    data.train_dataloader()
+    return [(ex.src, ex.tgt) for ex in data.datasets["train"].examples]
+
+
+def test_sampled_segmentations_change_by_epoch_but_never_at_evaluation(tmp_path):
+    data = sampling_data(tmp_path / "sampled", alpha=0.1)
+    first, second, first_again = epoch_pairs(data, 0), epoch_pairs(data, 1), epoch_pairs(data, 0)
+    assert first != second  # re-sampled every epoch
+    assert first == first_again  # seeded by the epoch: a resumed epoch trains on the same pieces
+    best = sampling_data(tmp_path / "best", alpha=0.0)
+    assert first != [(ex.src, ex.tgt) for ex in best.datasets["train"].examples]
+    tok = data.tgt_tokenizer
+    assert [tok.decode(tgt) for _, tgt in first] == [
+        ex.ref for ex in best.datasets["train"].examples
+    ]
+    for split in ("val",):  # evaluation: the best segmentation, whatever the epoch
+        sampled_val = [(ex.src, ex.tgt) for ex in data.datasets[split].examples]
+        assert sampled_val == [(ex.src, ex.tgt) for ex in best.datasets[split].examples]
+
+
+def test_sampling_needs_a_loader_every_epoch(tmp_path):
+    data = sampling_data(tmp_path, alpha=0.1, reload=0)
+    with pytest.raises(ValueError, match="reload_dataloaders_every_n_epochs: 1"):
+        data.train_dataloader()
