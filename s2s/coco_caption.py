@@ -3,19 +3,25 @@
 Captions are lowercased and PTB-tokenized with punctuation removed (:func:`ptb_tokenize`), then
 scored by pycocoevalcap's pure-Python scorers: BLEU-1..4 with the closest reference length,
 ROUGE-L and CIDEr-D. pycocoevalcap names its CIDEr-D scorer ``Cider``: it clips the hypothesis
-counts and applies the Gaussian length penalty (sigma 6), which is what defines CIDEr-D. METEOR and
-SPICE need Java and are left out.
+counts and applies the Gaussian length penalty (sigma 6), which is what defines CIDEr-D. METEOR
+runs pycocoevalcap's METEOR 1.5 jar where Java is installed (:func:`meteor`); SPICE is left out.
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
+import shutil
 from collections.abc import Sequence
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
 from pycocoevalcap.rouge.rouge import Rouge
 from pycocoevalcap.tokenizer.ptbtokenizer import PUNCTUATIONS
+
+log = logging.getLogger(__name__)
 
 # Brackets and double quotes: the Java tokenizer rewrites them as -LRB- ... and `` '' (removed).
 _DROPPED = frozenset(PUNCTUATIONS) | set('()[]{}"')
@@ -65,3 +71,25 @@ def cider_d(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> list[float]:
     res = {i: [ptb_tokenize(h)] for i, h in enumerate(hyps)}
     _, scores = Cider().compute_score(gts, res)
     return [float(s) for s in scores]
+
+
+def meteor(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float | None:
+    """METEOR 1.5 (x100) of ``hyps`` against ``refs`` after :func:`ptb_tokenize`, by the jar that
+    pycocoevalcap ships; None where Java is missing (said once per process)."""
+    if shutil.which("java") is None:
+        _no_java()
+        return None
+    gts = {i: [ptb_tokenize(r) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [ptb_tokenize(h)] for i, h in enumerate(hyps)}
+    scorer = Meteor()  # a Java process, ended here rather than whenever Python collects it
+    try:
+        score, _ = scorer.compute_score(gts, res)
+    finally:
+        scorer.meteor_p.stdin.close()
+        scorer.meteor_p.wait()
+    return 100.0 * score
+
+
+@functools.cache
+def _no_java() -> None:
+    log.warning("METEOR needs Java (e.g. apt-get install default-jre-headless); not computed")

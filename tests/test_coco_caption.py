@@ -1,11 +1,13 @@
 import math
 import random
+import shutil
 
 import pytest
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
+from s2s import coco_caption
 from s2s.coco_caption import coco_scores, ptb_tokenize
 
 WORDS = ["a", "the", "dog", "Dog", "man's", "don't", "red", "T-shirt", "runs", "on", "grass"]
@@ -68,3 +70,19 @@ def test_errors_empty_and_silence(capsys):
     assert set(coco_scores([], []).values()) == {0.0}
     coco_scores(["a dog"], [["a dog runs"]])
     assert capsys.readouterr().out == ""
+
+
+def test_meteor_without_java_is_skipped_with_one_warning(monkeypatch, caplog):
+    monkeypatch.setattr(coco_caption.shutil, "which", lambda name: None)
+    coco_caption._no_java.cache_clear()
+    assert coco_caption.meteor(["a dog"], [["a dog"]]) is None
+    assert coco_caption.meteor(["a cat"], [["a dog"]]) is None
+    assert caplog.text.count("METEOR needs Java") == 1
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs Java")
+def test_meteor_ranks_a_matching_caption_above_a_wrong_one():
+    refs = [["A dog runs on the grass.", "The dog is running outside."]]
+    good = coco_caption.meteor(["a dog runs on the grass"], refs)
+    bad = coco_caption.meteor(["two men play chess indoors"], refs)
+    assert 50 < good <= 100 and 0 <= bad < 10

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
-from s2s.coco_caption import coco_scores
+from s2s.coco_caption import coco_scores, meteor
 from s2s.data.captions import CaptionBatch, coco_results
 from s2s.decoding import SearchConfig
 from s2s.metrics import bleu_n, exact_match
@@ -191,10 +191,13 @@ class Captioner(EncoderDecoderModule):
 
     def extra_scores(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
         """Against all references of each image: sacreBLEU's BLEU-1..4, the COCO protocol's
-        BLEU-1..4, ROUGE-L and CIDEr-D (the numbers papers report) and exact match."""
-        bleus = bleu_n(hyps, refs)
+        BLEU-1..4, ROUGE-L and CIDEr-D (the numbers papers report), exact match, and at test
+        METEOR where Java is installed (it starts a Java process)."""
+        testing = self._trainer is not None and self.trainer.testing
+        score = meteor(hyps, refs) if testing else None
         return {
-            **{f"bleu{n}": b for n, b in enumerate(bleus, start=1)},
+            **({} if score is None else {"meteor": score}),
+            **{f"bleu{n}": b for n, b in enumerate(bleu_n(hyps, refs), start=1)},
             **coco_scores(hyps, refs),
             "exact": exact_match(hyps, refs),
         }
