@@ -22,6 +22,10 @@ from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig, seed_sampl
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Translating raw lines (s2s-translate, s2s serve): tokens per batch, and where sources are cut.
+LINES_MAX_TOKENS = 8000
+LINES_MAX_LEN = 250
+
 
 @dataclass
 class TranslationBatch:

@@ -27,7 +27,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO, TypeVar
 
-from s2s.data.translation import TranslationBatch, in_input_order
+from s2s.data.translation import (
+    LINES_MAX_LEN,
+    LINES_MAX_TOKENS,
+    TranslationBatch,
+    in_input_order,
+)
 from s2s.decoding import Hypothesis, SamplingConfig, SearchConfig, decode, force_decode
 from s2s.decoding.ensemble import Ensemble
 from s2s.io import DataError, read_line_runs, read_lines
@@ -76,8 +81,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0, help="seed for --sample")
-    p.add_argument("--max-tokens", type=int, default=8000, help="tokens per batch")
-    p.add_argument("--max-src-len", type=int, default=250, help="longer inputs are truncated")
+    p.add_argument("--max-tokens", type=int, default=LINES_MAX_TOKENS, help="tokens per batch")
+    p.add_argument(
+        "--max-src-len", type=int, default=LINES_MAX_LEN, help="longer inputs are truncated"
+    )
     p.add_argument("--attention-png", type=Path, help="write one attention heatmap per sentence")
     add_device_arguments(p)
     return p.parse_args(argv)

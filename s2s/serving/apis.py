@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse
 from s2s.checkpoint import load_model
 from s2s.data.captions import image_batch
 from s2s.data.text_stream import make_prompts
-from s2s.data.translation import in_input_order
+from s2s.data.translation import LINES_MAX_LEN, LINES_MAX_TOKENS, in_input_order
 from s2s.decoding import Hypothesis, beam_search, decode, sample
 from s2s.decoding.ensemble import Ensemble
 from s2s.serving.requests import (
@@ -135,8 +135,8 @@ class TranslateAPI(ModelAPI):
             lines,
             self.model.tokenizers["src"],
             lambda batch: decode(self.decoder, batch, search),
-            max_tokens=8000,
-            max_len=250,
+            max_tokens=LINES_MAX_TOKENS,
+            max_len=LINES_MAX_LEN,
             device=self.device,
         )
         for done in runs:
