@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -370,7 +370,11 @@ class CaptionData(L.LightningDataModule):
         tokenizer: How the tokenizer is trained.
         lowercase: Lowercase every caption (training and references), as most captioning work does.
         max_len: Training captions longer than this many subwords are dropped.
-        batch_size: Pairs per training batch.
+        batch_size: Training examples per batch.
+        train_on: What a training example is: each (image, caption) pair (cross-entropy
+            training), or each image once with its first caption as the target (self-critical
+            training, which rewards samples against all of an image's captions: visiting an
+            image once per epoch, as self-critical.pytorch does, not once per caption).
         eval_batch_size: Images per validation or test batch.
         augment: Random crops of 50-100% of the training images instead of the centre crop.
         feature_cache: A folder for the image features of the model's backbone, computed once
@@ -391,6 +395,7 @@ class CaptionData(L.LightningDataModule):
         lowercase: bool = True,
         max_len: int = 50,
         batch_size: int = 32,
+        train_on: Literal["captions", "images"] = "captions",
         eval_batch_size: int = 64,
         augment: bool = False,
         feature_cache: str | None = None,
@@ -404,6 +409,7 @@ class CaptionData(L.LightningDataModule):
         self.lowercase = lowercase
         self.max_len = max_len
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.train_on = train_on
         self.augment = augment
         self.feature_cache = feature_cache
         self.tokenizer_from = tokenizer_from
@@ -471,17 +477,20 @@ class CaptionData(L.LightningDataModule):
             self.datasets["test"] = self._eval_set("test")
 
     def _train_set(self) -> CaptionDataset | CachedFeatures:
-        """Every (image, caption) pair with at most ``max_len`` subwords."""
+        """Every (image, caption) pair with at most ``max_len`` subwords; with ``train_on:
+        images``, each image once, its first such caption the target."""
         examples, too_long = [], 0
         for item in self._train_items:
+            fitting = 0
             for caption in item.captions:
                 ids = self.tgt_tokenizer.encode(caption)
                 if len(ids) > self.max_len:
                     too_long += 1
-                else:
+                elif self.train_on == "captions" or not fitting:
                     examples.append(CaptionExample(len(examples), item.image, ids, item.captions))
+                    fitting += 1
         log.info(
-            "train: %d images, %d captions (%d longer than %d subwords dropped)",
+            "train: %d images, %d examples (%d captions longer than %d subwords dropped)",
             len(self._train_items),
             len(examples),
             too_long,

@@ -320,6 +320,29 @@ def test_train_pairs_and_eval_images(tmp_path, images):
     ]
 
 
+def test_train_on_images_gives_each_image_once_with_its_first_fitting_caption(tmp_path, images):
+    """Self-critical training visits each image once an epoch; a caption longer than max_len is
+    passed over for the image's next one, and an image with none that fits is dropped."""
+    dm = tsv_data(tmp_path, images, train_on="images")
+    dm.setup("fit")
+    examples = dm.datasets["train"].examples
+    assert [(ex.index, ex.image.name) for ex in examples] == [
+        (0, "red.png"),
+        (1, "green.png"),
+        (2, "blue.png"),
+    ]
+    tok = dm.tgt_tokenizer
+    assert [tok.decode(ex.tgt) for ex in examples] == [ex.refs[0] for ex in examples]
+    assert examples[2].refs == ("a blue square", "a blue box", "blue")
+
+    lengths = {c: len(tok.encode(c)) for ex in examples for c in ex.refs}
+    assert lengths["blue"] < min(lengths["a blue square"], lengths["a blue box"])
+    short = tsv_data(tmp_path, images, train_on="images", max_len=lengths["blue"])
+    short.setup("fit")
+    fitting = [(ex.image.name, tok.decode(ex.tgt)) for ex in short.datasets["train"].examples]
+    assert fitting == [("blue.png", "blue")]
+
+
 def test_collate_pads_targets():
     items = [
         (CaptionExample(3, None, [7, 8], ("a",)), torch.zeros(3, 2, 2)),
