@@ -55,7 +55,7 @@ from s2s.data import TranslationData
 from s2s.data.translation import TranslationBatch, make_batches
 from s2s.decoding import Hypothesis, SearchConfig, beam_search, greedy
 from s2s.decoding.constraints import mask_log_probs_, max_lengths
-from s2s.decoding.interface import Step, StepDecoder
+from s2s.decoding.interface import Layout, Step, StepDecoder
 from s2s.decoding.scoring import length_penalty
 from s2s.io import read_lines
 from s2s.metrics import corpus_scores
@@ -90,8 +90,8 @@ class ModelMeter:
         self.rows += tokens.numel()
         return self._timed(self.model.step, tokens, state)
 
-    def reorder(self, state: Any, index: Tensor) -> Any:
-        return self._timed(self.model.reorder, state, index)
+    def reorder(self, state: Any, index: Tensor, layout: Layout | None = None) -> Any:
+        return self._timed(self.model.reorder, state, index, layout)
 
 
 @dataclass

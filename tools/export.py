@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from s2s.checkpoint import load_model
-from s2s.decoding.interface import Step
+from s2s.decoding.interface import Layout, Step
 from s2s.models import Seq2Seq
 from s2s.nn.decoder import DecoderState, RNNDecoder
 from s2s.nn.encoder import RNNEncoder
@@ -130,7 +130,8 @@ class ExportedTranslator:
         log_probs, h, c, feed, attention = self.decoder_step(tokens, *state)
         return Step(log_probs, (h, c, feed, *state[3:]), attention)
 
-    def reorder(self, state: State, index: Tensor) -> State:
+    def reorder(self, state: State, index: Tensor, layout: Layout | None = None) -> State:
+        """Every row holds its own memory here, so the layout does not matter."""
         h, c, *rest = state
         return (h.index_select(1, index), c.index_select(1, index), *(t[index] for t in rest))
 

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from s2s.decoding.config import SearchConfig
 from s2s.decoding.constraints import mask_log_probs_, max_lengths
-from s2s.decoding.interface import Hypothesis, StepDecoder
+from s2s.decoding.interface import Hypothesis, Layout, StepDecoder
 from s2s.decoding.scoring import coverage_penalty, length_penalty
 from s2s.tokenizer import BOS_ID, EOS_ID
 
@@ -69,7 +69,9 @@ def beam_search(model: StepDecoder, batch: Any, config: SearchConfig) -> list[li
 
         stopped = best_possible(scores, max_lens, config.length_penalty) <= best.norm[:, -1]
         active = (~stopped).nonzero().squeeze(1)  # the one host sync per step
+        sources = None  # the state's sentences, unless some stop
         if active.numel() < items.numel():
+            sources = active
             done_items.append(items[stopped])
             done_best.append(best[stopped])
             if active.numel() == 0:
@@ -80,7 +82,7 @@ def beam_search(model: StepDecoder, batch: Any, config: SearchConfig) -> list[li
             rows, tokens = rows[active], tokens[active]
         rows, tokens = rows.view(-1), tokens.view(-1)  # (Ba * k,)
         parents = offset + rows
-        state = model.reorder(state, rows)
+        state = model.reorder(state, rows, Layout(k, sources))
         if history is not None:
             history = torch.cat([history[rows], tokens[:, None]], 1)
         if coverage is not None:

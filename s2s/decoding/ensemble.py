@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from s2s.decoding.interface import Step, StepDecoder
+from s2s.decoding.interface import Layout, Step, StepDecoder
 
 
 class Ensemble:
@@ -39,8 +39,8 @@ class Ensemble:
         mean = torch.logsumexp(log_probs, dim=0) - math.log(len(steps))  # log of mean probability
         return Step(mean, [s.state for s in steps], _mean_attention([s.attention for s in steps]))
 
-    def reorder(self, state: list[Any], index: Tensor) -> list[Any]:
-        return [m.reorder(s, index) for m, s in zip(self.members, state, strict=True)]
+    def reorder(self, state: list[Any], index: Tensor, layout: Layout | None = None) -> list[Any]:
+        return [m.reorder(s, index, layout) for m, s in zip(self.members, state, strict=True)]
 
 
 def _mean_attention(attentions: list[Tensor | None]) -> Tensor | None:

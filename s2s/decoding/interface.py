@@ -22,6 +22,20 @@ class Step(NamedTuple):
     attention: Tensor | None  # (N, S) weights over the S source positions, or None
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How the rows of a reordered state share the encoded sources, when the caller knows it.
+
+    Rows ``j * group ... (j + 1) * group - 1`` all belong to source ``sources[j]``, an index into
+    the sources of the state being reordered (None: the same sources, in order). Beam search
+    keeps a sentence's beams together, so a model can hold one copy of each source's memory for
+    all its beams instead of one per row.
+    """
+
+    group: int
+    sources: Tensor | None = None
+
+
 class StepDecoder(Protocol):
     """A model that decoding can drive one token at a time.
 
@@ -41,8 +55,9 @@ class StepDecoder(Protocol):
         """Advance every row by one token: ``tokens`` (N,) are the previous tokens (BOS first)."""
         ...
 
-    def reorder(self, state: Any, index: Tensor) -> Any:
-        """The state whose row ``i`` is row ``index[i]`` of ``state`` (index may repeat rows)."""
+    def reorder(self, state: Any, index: Tensor, layout: Layout | None = None) -> Any:
+        """The state whose row ``i`` is row ``index[i]`` of ``state`` (index may repeat rows);
+        ``layout`` says how the new rows group by source, where the caller keeps them grouped."""
         ...
 
 

@@ -25,6 +25,7 @@ from torch import Tensor
 from s2s.checkpoint import TokenizersInCheckpoint, read_checkpoint
 from s2s.decoding import Hypothesis, SearchConfig, beam_search, greedy
 from s2s.decoding.ensemble import Ensemble
+from s2s.decoding.interface import Layout
 from s2s.metrics import CorpusScores, corpus_scores
 from s2s.models.perplexity import TokenNLL
 from s2s.nn.decoder import DecoderState, RNNDecoder
@@ -106,8 +107,10 @@ class EncoderDecoderModule(TokenizersInCheckpoint, L.LightningModule):
     def step(self, tokens: Tensor, state: DecoderState):
         return self.decoder.step(tokens, state)
 
-    def reorder(self, state: DecoderState, index: Tensor) -> DecoderState:
-        return state.select(index)
+    def reorder(
+        self, state: DecoderState, index: Tensor, layout: Layout | None = None
+    ) -> DecoderState:
+        return state.select(index, layout)
 
     # --- training
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:

@@ -20,7 +20,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from s2s.checkpoint import TokenizersInCheckpoint
 from s2s.data.text_stream import Prompts, StreamChunk
-from s2s.decoding.interface import Step
+from s2s.decoding.interface import Layout, Step
 from s2s.models.perplexity import TokenNLL
 from s2s.nn.rnn import CellType, RNNState, make_rnn, select_state
 from s2s.optim import OptimConfig, configure_optimizers
@@ -133,8 +133,8 @@ class LanguageModel(TokenizersInCheckpoint, L.LightningModule):
         logits, hidden = self(tokens[:, None], state.hidden)  # (N, 1, V)
         return Step(logits[:, 0].float().log_softmax(-1), LMState(hidden, None), None)
 
-    def reorder(self, state: LMState, index: Tensor) -> LMState:
-        return state.select(index)
+    def reorder(self, state: LMState, index: Tensor, layout: Layout | None = None) -> LMState:
+        return state.select(index)  # no memory: the layout does not matter
 
     # --- training and evaluation
     def training_step(self, batch: StreamChunk, batch_idx: int) -> Tensor:

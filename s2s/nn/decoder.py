@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor, nn
 
-from s2s.decoding.interface import Step
+from s2s.decoding.interface import Layout, Step
 from s2s.nn.attention import AttentionType, make_attention
 from s2s.nn.encoder import EncoderOutput
 from s2s.nn.rnn import CellType, RNNState, make_rnn, select_state
@@ -32,9 +32,9 @@ class DecoderState:
     """Everything a decoder step needs; row i is one hypothesis.
 
     The memory, its keys and mask are held once per source, not per row: row i reads memory entry
-    ``i // group``. Beam search keeps the beams of a sentence in consecutive rows, so expanding
-    and reordering beams copies no memory, and attention runs the beams of a source as one
-    multi-query call.
+    ``i // group``. Beam search keeps the beams of a sentence in consecutive rows and says so
+    (:class:`~s2s.decoding.interface.Layout`), so expanding and reordering beams copies no memory,
+    and attention runs the beams of a source as one multi-query call.
     """
 
     hidden: RNNState  # (layers, N, H)
@@ -44,12 +44,19 @@ class DecoderState:
     mask: Tensor  # (M, S) True at real memory positions
     group: int = 1  # consecutive rows per memory entry
 
-    def select(self, index: Tensor) -> DecoderState:
-        """The state of rows ``index`` (N'): any rows, repeated or dropped, in any order."""
-        group, entries = _regroup(index // self.group, self.memory.size(0), self.group)
+    def select(self, index: Tensor, layout: Layout | None = None) -> DecoderState:
+        """The state of rows ``index`` (N'): any rows, repeated or dropped, in any order. Without
+        a ``layout`` each row gets its own memory entry."""
+        if layout is None:
+            layout = Layout(1, index // self.group)
+        entries = self.memory.size(0) if layout.sources is None else layout.sources.numel()
+        if index.numel() != entries * layout.group:
+            raise ValueError(
+                f"{index.numel()} rows cannot be {entries} sources x {layout.group} rows each"
+            )
 
         def pick(x: Tensor) -> Tensor:
-            return x if entries is None else x.index_select(0, entries)
+            return x if layout.sources is None else x.index_select(0, layout.sources)
 
         return DecoderState(
             hidden=select_state(self.hidden, index),
@@ -57,30 +64,8 @@ class DecoderState:
             memory=pick(self.memory),
             keys=None if self.keys is None else pick(self.keys),
             mask=pick(self.mask),
-            group=group,
+            group=layout.group,
         )
-
-
-def _regroup(source: Tensor, entries: int, group: int) -> tuple[int, Tensor | None]:
-    """Rows per memory entry, and the entries to keep (M',) (None: all, unchanged), for rows that
-    read entries ``source`` (N') of ``entries``.
-
-    Runs of g equal consecutive entries keep one copy of each entry; g is tried as the new rows
-    per old entry (beam expansion, reordering within sentences) and as the old group (sentences
-    dropped). Otherwise each row gets its own copy (group 1).
-    """
-    n = source.numel()
-    for g in dict.fromkeys((n // entries if entries and n % entries == 0 else 0, group)):
-        if g > 1 and n % g == 0:
-            runs = source.view(-1, g)  # (M', g)
-            heads = runs[:, 0]
-            checks = [runs.eq(heads[:, None]).all()]
-            if heads.numel() == entries:  # the same entries, in order?
-                checks.append(heads.eq(torch.arange(entries, device=heads.device)).all())
-            flags = torch.stack(checks).tolist()  # the one host sync
-            if flags[0]:
-                return g, None if flags[1:] == [True] else heads
-    return 1, source
 
 
 class RNNDecoder(nn.Module):

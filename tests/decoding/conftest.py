@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from s2s.data import Example, TranslationBatch, collate
-from s2s.decoding.interface import Step, StepDecoder
+from s2s.decoding.interface import Layout, Step, StepDecoder
 from s2s.models import Seq2Seq
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
@@ -61,7 +61,7 @@ class ScriptedDecoder:
             attention[row, : len(weights)] = torch.tensor(weights)
         return Step(log_probs, state, attention)
 
-    def reorder(self, state: list, index: Tensor) -> list:
+    def reorder(self, state: list, index: Tensor, layout: Layout | None = None) -> list:
         return [state[i] for i in index.tolist()]
 
 
@@ -102,7 +102,9 @@ class TinyAttentionGRU(nn.Module):
         log_probs = self.out(torch.cat([hidden, context], 1)).log_softmax(1)  # (N, V)
         return Step(log_probs, (hidden, memory, padding), attention)
 
-    def reorder(self, state: tuple[Tensor, ...], index: Tensor) -> tuple[Tensor, ...]:
+    def reorder(
+        self, state: tuple[Tensor, ...], index: Tensor, layout: Layout | None = None
+    ) -> tuple[Tensor, ...]:
         return tuple(x.index_select(0, index) for x in state)
 
 

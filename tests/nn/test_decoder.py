@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from s2s.decoding.interface import Layout
 from s2s.nn.decoder import RNNDecoder
 from s2s.nn.encoder import EncoderOutput
 
@@ -48,6 +49,40 @@ def test_selected_rows_continue_like_the_originals(cell):
         whole = dec.step(torch.tensor([4, 5, 6]), state)
     torch.testing.assert_close(picked.log_probs, whole.log_probs[[2, 0, 0]])
     torch.testing.assert_close(picked.attention, whole.attention[[2, 0, 0]])
+
+
+@pytest.mark.parametrize("attention", ["bahdanau", "luong_general"])
+def test_grouped_rows_share_memory_and_step_like_rows_with_their_own(attention):
+    """Beam search's layout (beams of a source together, a source dropped) keeps one memory entry
+    per source and decodes exactly as the per-row layout does."""
+    dec = decoder("lstm", attention)
+    with torch.no_grad():
+        start = dec.init_state(encoder_output())
+        expand = torch.arange(3).repeat_interleave(2)  # two beams per source
+        grouped = start.select(expand, Layout(2))
+        plain = start.select(expand)
+        assert (grouped.memory.size(0), grouped.group) == (3, 2)
+        assert (plain.memory.size(0), plain.group) == (6, 1)
+        g = dec.step(torch.tensor([4, 5, 6, 7, 8, 9]), grouped)
+        p = dec.step(torch.tensor([4, 5, 6, 7, 8, 9]), plain)
+        torch.testing.assert_close(g.log_probs, p.log_probs)
+        rows = torch.tensor([5, 4, 1, 1])  # source 2's beams swapped, source 1 dropped
+        grouped = g.state.select(rows, Layout(2, torch.tensor([2, 0])))
+        plain = p.state.select(rows)
+        assert grouped.memory.size(0) == 2
+        torch.testing.assert_close(grouped.memory[0], start.memory[2])
+        g = dec.step(torch.tensor([4, 6, 8, 9]), grouped)
+        p = dec.step(torch.tensor([4, 6, 8, 9]), plain)
+        torch.testing.assert_close(g.log_probs, p.log_probs)
+        torch.testing.assert_close(g.attention, p.attention)
+
+
+def test_a_layout_that_does_not_fit_the_rows_is_refused():
+    state = decoder().init_state(encoder_output())  # 3 sources
+    with pytest.raises(ValueError, match="5 rows cannot be 3 sources x 2 rows each"):
+        state.select(torch.tensor([0, 0, 1, 1, 2]), Layout(2))
+    with pytest.raises(ValueError, match="4 rows cannot be 1 sources x 2 rows each"):
+        state.select(torch.tensor([0, 0, 1, 1]), Layout(2, torch.tensor([0])))
 
 
 def test_teacher_forcing_ratio_below_one_feeds_own_predictions():
