@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+from tiny import load_tool
 
 from s2s.decoding import Hypothesis, SearchConfig, beam_search, greedy
 from s2s.decoding.beam import top_extensions
@@ -183,6 +184,32 @@ def test_wide_beam_finds_the_exhaustive_ranking(random_model, random_sources, al
     [hyps] = beam_search(model, batch, config)
     assert [h.tokens for h in hyps] == [s for _, s in ranked]
     assert [h.normalized_score for h in hyps] == pytest.approx([n for n, _ in ranked], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"beam_size": 3, "length_penalty": 0.0, "max_len_b": 10},
+        {"beam_size": 5, "length_penalty": 1.0, "max_len_a": 1.5, "max_len_b": 2},
+        {"beam_size": 4, "length_penalty": 0.6, "min_len": 2, "max_len_b": 8},
+    ],
+)
+@pytest.mark.parametrize(("vocab", "seed"), [(12, 0), (12, 1), (200, 2)])
+def test_batched_search_finds_what_the_plain_one_sentence_search_finds(
+    random_model, random_sources, options, vocab, seed
+) -> None:
+    """Differential oracle: tools/bench_decode.py's reference, one sentence at a time with its
+    beams in Python lists, against the batched search over a batch of varied sources."""
+    reference = load_tool("bench_decode").reference_beam_search
+    model, make_batch = random_model(vocab, seed)
+    sources = random_sources(6, 12, seed)
+    config = SearchConfig(**options)
+    batched = beam_search(model, make_batch(sources), config)
+    for src, hyps in zip(sources, batched, strict=True):
+        plain = reference(model, make_batch([src]), config)
+        assert hyps[0].tokens == plain.tokens
+        assert hyps[0].score == pytest.approx(plain.score, abs=1e-5)
+        assert hyps[0].normalized_score == pytest.approx(plain.normalized_score, abs=1e-5)
 
 
 @pytest.mark.parametrize("vocab", [12, 128])
