@@ -1,9 +1,10 @@
 """``s2s fit|validate|test|predict --config recipes/X.yaml``: LightningCLI for every s2s model;
 ``s2s serve --ckpt CKPT`` serves trained models (s2s/serving).
 
-Vocabulary sizes and label sets flow from the data module to the model (``link_arguments``), so a
-recipe never types them; a link whose source or target a class lacks (e.g. a captioner has no source
-vocabulary) is skipped.
+Vocabulary sizes and label sets flow from the data module to the model, and a captioner's image
+preprocessing from the model to the data module (``link_arguments``), so a recipe never types them;
+a link whose source or target a class lacks (e.g. a captioner has no source vocabulary) is
+skipped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from s2s.callbacks import EnsembleWith, RandomStateInCheckpoint, StopOnNonFiniteLoss
 from s2s.checkpoint import read_checkpoint
+from s2s.nn.image_encoder import preprocessing_for
 
 # Stand-ins for the values linked from the data module when the model is built before it.
 LINKED_PLACEHOLDERS = {"src_vocab_size": 300, "tgt_vocab_size": 300, "labels": ["a", "b"]}
@@ -35,6 +37,12 @@ class S2SCLI(LightningCLI):
         parser.add_lightning_class_args(RandomStateInCheckpoint, "random_state_in_checkpoint")
         for name in ("src_vocab_size", "tgt_vocab_size", "labels"):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+        # Images are prepared as the model's encoder wants them (captioners only).
+        parser.link_arguments(
+            tuple(f"model.init_args.{n}" for n in ("backbone", "weights", "image_size")),
+            "data.init_args.preprocessing",
+            compute_fn=preprocessing_for,
+        )
         # Fine-tuning: the data is tokenized with the tokenizers of the model's checkpoint.
         parser.link_arguments("model.init_args.init_from", "data.init_args.tokenizer_from")
         parser.add_argument(

@@ -47,9 +47,8 @@ from torch.utils.data import DataLoader, Dataset
 from s2s.checkpoint import read_checkpoint
 from s2s.data.batching import pad, token_loader
 from s2s.data.features import FeatureCache, load_features
-from s2s.data.images import load_image
+from s2s.data.images import Preprocessing, load_image
 from s2s.io import DataError, read_lines
-from s2s.nn.image_encoder import Preprocessing
 from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
 
 log = logging.getLogger(__name__)
@@ -360,14 +359,16 @@ def image_batch(images: Sequence[Image.Image], transform: ImageTransform) -> Cap
 
 class CaptionData(L.LightningDataModule):
     """Captioned images: training uses every (image, caption) pair, evaluation each image once
-    against all its captions. Images are prepared as the model's encoder needs
-    (``model.preprocessing``: its weights' ``transforms()`` where they define them).
+    against all its captions, images prepared as the model's encoder needs.
 
     Args:
         train: The training split (also trains the tokenizer).
         val: The validation split.
         test: The split for ``s2s test``, and for ``s2s predict`` (no split of its own).
         tokenizer: How the tokenizer is trained.
+        preprocessing: How the model's encoder wants its images prepared; ``s2s`` links it from
+            the model's ``backbone``, ``weights`` and ``image_size``
+            (:func:`~s2s.nn.image_encoder.preprocessing_for`), so recipes never set it.
         lowercase: Lowercase every caption (training and references), as most captioning work does.
         max_len: Training captions longer than this many subwords are dropped.
         batch_size: Training examples per batch.
@@ -392,6 +393,7 @@ class CaptionData(L.LightningDataModule):
         val: CaptionSource,
         test: CaptionSource | None = None,
         tokenizer: TokenizerConfig = TokenizerConfig(),
+        preprocessing: Preprocessing | None = None,
         lowercase: bool = True,
         max_len: int = 50,
         batch_size: int = 32,
@@ -416,7 +418,7 @@ class CaptionData(L.LightningDataModule):
         self.cache: FeatureCache | None = None  # built at setup, from the model's backbone
         self.num_workers = num_workers
         self.seed = seed
-        self.preprocessing: Preprocessing | None = None  # from the model at setup, unless set
+        self.preprocessing = preprocessing
         self.datasets: dict[str, CaptionDataset | CachedFeatures] = {}
 
     def _read(self, split: str) -> list[ImageCaptions]:
@@ -460,13 +462,10 @@ class CaptionData(L.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if self.preprocessing is None:
-            model = self.trainer.lightning_module if self.trainer is not None else None
-            self.preprocessing = getattr(model, "preprocessing", None)
-            if not isinstance(self.preprocessing, Preprocessing):
-                raise ValueError(
-                    "CaptionData prepares images for its model: train a model with a "
-                    "`preprocessing` (a Captioner), or set `datamodule.preprocessing` first"
-                )
+            raise ValueError(
+                "CaptionData needs the model's image preprocessing: `s2s` links it from the "
+                "model's backbone; in Python pass preprocessing=captioner.preprocessing"
+            )
         if self.feature_cache is not None:
             self.cache = self._cache(stage)
         if stage == "fit":

@@ -24,9 +24,8 @@ from PIL import Image
 from torch import nn
 
 from s2s.checkpoint import class_path
-from s2s.data.images import load_image
+from s2s.data.images import Preprocessing, load_image
 from s2s.io import DataError, atomic_write
-from s2s.nn.image_encoder import Preprocessing
 
 log = logging.getLogger(__name__)
 

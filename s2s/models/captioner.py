@@ -15,6 +15,7 @@ from torch import Tensor
 
 from s2s.coco_caption import coco_scores, meteor
 from s2s.data.captions import CaptionBatch, coco_results
+from s2s.data.images import Preprocessing
 from s2s.decoding import SearchConfig
 from s2s.metrics import bleu_n, exact_match
 from s2s.models.encoder_decoder import EncoderDecoderModule, write_log_file
@@ -22,7 +23,7 @@ from s2s.models.self_critical import Baseline, self_critical_loss
 from s2s.nn.attention import AttentionType
 from s2s.nn.decoder import RNNDecoder
 from s2s.nn.encoder import EncoderOutput
-from s2s.nn.image_encoder import ImageEncoder, Preprocessing
+from s2s.nn.image_encoder import ImageEncoder
 from s2s.nn.rnn import CellType
 from s2s.optim import OptimConfig, configure_optimizers
 

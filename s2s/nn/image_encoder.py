@@ -10,83 +10,21 @@ from __future__ import annotations
 
 import importlib
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import torch
 import torchvision
-from PIL import Image
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum
-from torchvision.transforms import InterpolationMode, v2
 
+from s2s.data.images import Preprocessing
 from s2s.nn.encoder import EncoderOutput
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _WEIGHT_FILE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How an encoder's images are prepared: torchvision's ``ImageClassification`` preset.
-
-    Resize the shorter side to ``resize_size``, take the centre ``crop_size`` square, scale to
-    [0, 1] and normalise with ``mean`` and ``std``.
-    """
-
-    crop_size: int
-    resize_size: int
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    interpolation: InterpolationMode = InterpolationMode.BILINEAR
-
-    @classmethod
-    def of_weights(cls, weights: WeightsEnum) -> Preprocessing:
-        """The preprocessing that ``weights.transforms()`` defines."""
-        t = weights.transforms()
-        return cls(
-            crop_size=t.crop_size[0],
-            resize_size=t.resize_size[0],
-            mean=tuple(t.mean),
-            std=tuple(t.std),
-            interpolation=t.interpolation,
-        )
-
-    def transform(self, *, augment: bool = False) -> v2.Compose:
-        """RGB PIL image -> (3, crop_size, crop_size) float tensor.
-
-        ``augment`` replaces the centre crop by a random crop of 50-100% of the image area (no
-        flips: captions may say left and right).
-        """
-        if augment:
-            crop = v2.RandomResizedCrop(self.crop_size, scale=(0.5, 1.0), antialias=True)
-        else:
-            crop = self._centre_crop()
-        return v2.Compose(
-            [
-                crop,
-                v2.PILToTensor(),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(self.mean, self.std),
-            ]
-        )
-
-    def view(self, image: Image.Image) -> Image.Image:
-        """The part of ``image`` the encoder sees (without augmentation), at its input size."""
-        return self._centre_crop()(image)
-
-    def _centre_crop(self) -> v2.Compose:
-        return v2.Compose(
-            [
-                v2.Resize(self.resize_size, interpolation=self.interpolation, antialias=True),
-                v2.CenterCrop(self.crop_size),
-            ]
-        )
 
 
 class ImageEncoder(nn.Module):
@@ -96,8 +34,8 @@ class ImageEncoder(nn.Module):
         backbone: A torchvision classification model name (``resnet18``, ``mobilenet_v3_small``,
             ``efficientnet_b0``, ...), whose layers up to the global pooling are kept; or the
             class path of any module mapping (B, 3, H, W) images to a (B, C, h, w) grid
-            (``s2s.nn.image_encoder.ConvNet``). Such a module may set a ``preprocessing``
-            attribute (a :class:`Preprocessing`) when it needs its own.
+            (``s2s.nn.image_encoder.ConvNet``). Such a class may set a ``preprocessing``
+            class attribute (a :class:`~s2s.data.images.Preprocessing`) when it needs its own.
         backbone_args: Keyword arguments of a class-path backbone.
         weights: A torchvision weights name of the model (``DEFAULT``, ``IMAGENET1K_V1`` or
             ``ResNet18_Weights.IMAGENET1K_V1``), read from the torch hub cache (``$TORCH_HOME``;
@@ -116,15 +54,13 @@ class ImageEncoder(nn.Module):
         image_size: int = 224,
     ) -> None:
         super().__init__()
-        default = Preprocessing(crop_size=image_size, resize_size=image_size)
+        self.preprocessing = preprocessing_for(backbone, weights, image_size)
         if "." in backbone:
-            self.backbone, self.preprocessing = _module_backbone(
-                backbone, backbone_args or {}, weights, default
-            )
+            self.backbone = _module_backbone(backbone, backbone_args or {}, weights)
         else:
             if backbone_args:
                 raise ValueError("backbone_args apply to class-path backbones only")
-            self.backbone, self.preprocessing = _torchvision_backbone(backbone, weights, default)
+            self.backbone = _torchvision_backbone(backbone, weights)
         self.frozen = False
         self.output_size = self._probe(64, 64).size(1)  # C
 
@@ -227,17 +163,28 @@ class EfficientNetLite0(nn.Module):
         return self.net.extract_features(images)  # (B, 1280, H / 32, W / 32)
 
 
-def _torchvision_backbone(
-    name: str, weights: str | None, default: Preprocessing
-) -> tuple[nn.Module, Preprocessing]:
-    """The feature layers of torchvision model ``name`` and the preprocessing of its weights."""
+def preprocessing_for(backbone: str, weights: str | None, image_size: int) -> Preprocessing:
+    """How :class:`ImageEncoder` ``(backbone, weights=weights, image_size=image_size)`` wants its
+    images prepared, known without building it (``s2s`` links it to the data module when it
+    parses a recipe): the ``transforms()`` of torchvision weights, a class-path backbone's
+    ``preprocessing`` class attribute, else ``image_size`` squares with ImageNet statistics."""
+    if "." in backbone:
+        own = getattr(_import_class(backbone), "preprocessing", None)
+        if isinstance(own, Preprocessing):
+            return own
+    elif weights is not None and not _is_file(weights):
+        return Preprocessing.of_weights(_weights_enum(backbone, weights))
+    return Preprocessing(crop_size=image_size, resize_size=image_size)
+
+
+def _torchvision_backbone(name: str, weights: str | None) -> nn.Module:
+    """The feature layers of torchvision model ``name`` with ``weights``."""
     if name not in torchvision.models.list_models(module=torchvision.models):
         raise ValueError(
             f"unknown torchvision classification model {name!r}; expected one of "
             f"{', '.join(torchvision.models.list_models(module=torchvision.models))}, or the "
             "class path of a module"
         )
-    preprocessing = default
     if weights is None or _is_file(weights):
         model = torchvision.models.get_model(name, weights=None)
         if weights is not None:
@@ -246,8 +193,7 @@ def _torchvision_backbone(
         enum = _weights_enum(name, weights)
         _require_cached(enum)
         model = torchvision.models.get_model(name, weights=enum)  # reads the cached file
-        preprocessing = Preprocessing.of_weights(enum)
-    return _feature_layers(model, name), preprocessing
+    return _feature_layers(model, name)
 
 
 def _feature_layers(model: nn.Module, name: str) -> nn.Sequential:
@@ -267,15 +213,16 @@ def _feature_layers(model: nn.Module, name: str) -> nn.Sequential:
     return nn.Sequential(*kept)
 
 
-def _module_backbone(
-    path: str, kwargs: dict[str, Any], weights: str | None, default: Preprocessing
-) -> tuple[nn.Module, Preprocessing]:
+def _import_class(path: str) -> type:
     module_name, _, class_name = path.rpartition(".")
     try:
-        cls = getattr(importlib.import_module(module_name), class_name)
+        return getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"backbone {path!r}: cannot import it ({e})") from None
-    module = cls(**kwargs)
+
+
+def _module_backbone(path: str, kwargs: dict[str, Any], weights: str | None) -> nn.Module:
+    module = _import_class(path)(**kwargs)
     if not isinstance(module, nn.Module):
         raise ValueError(f"backbone {path!r} is not a torch.nn.Module")
     if weights is not None:
@@ -285,8 +232,7 @@ def _module_backbone(
                 "not a torchvision weights name"
             )
         _load_state_dict(module, weights)
-    preprocessing = getattr(module, "preprocessing", None)
-    return module, preprocessing if isinstance(preprocessing, Preprocessing) else default
+    return module
 
 
 def _is_file(weights: str) -> bool:

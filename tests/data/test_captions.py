@@ -16,9 +16,8 @@ from s2s.data.captions import (
     ImageCaptions,
     collate,
 )
-from s2s.data.images import load_image, to_rgb
+from s2s.data.images import Preprocessing, load_image, to_rgb
 from s2s.io import DataError
-from s2s.nn.image_encoder import Preprocessing
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID, TokenizerConfig
 
 CAPTIONS = {
@@ -290,10 +289,8 @@ def tsv_data(tmp_path, images, **kwargs) -> CaptionData:
     tsv.write_text("".join(f"{n}\t{c}\n" for n, caps in CAPTIONS.items() for c in caps))
     source = TsvCaptions(str(tsv), str(images))
     tokenizer = TokenizerConfig(vocab_size=300, cache_dir=str(tmp_path / "cache"))
-    options = dict(tokenizer=tokenizer, batch_size=2)
-    dm = CaptionData(source, source, source, **{**options, **kwargs})
-    dm.preprocessing = PREP
-    return dm
+    options = dict(tokenizer=tokenizer, preprocessing=PREP, batch_size=2)
+    return CaptionData(source, source, source, **{**options, **kwargs})
 
 
 def test_train_pairs_and_eval_images(tmp_path, images):
@@ -388,9 +385,8 @@ def test_ddp_ranks_share_every_example_once(tmp_path, images, split):
 
 
 def test_setup_needs_the_models_preprocessing(tmp_path, images):
-    dm = tsv_data(tmp_path, images)
-    dm.preprocessing = None
-    with pytest.raises(ValueError, match="prepares images for its model"):
+    dm = tsv_data(tmp_path, images, preprocessing=None)
+    with pytest.raises(ValueError, match="CaptionData needs the model's image preprocessing"):
         dm.setup("fit")
 
 

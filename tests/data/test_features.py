@@ -8,10 +8,11 @@ import torch
 from PIL import Image
 from tiny import SCENES, caption_recipe, run_cli, write_config, write_scenes
 
+from s2s.cli import make_cli
 from s2s.data.captions import image_batch
 from s2s.data.features import FeatureCache, load_features
-from s2s.data.images import load_image
-from s2s.nn.image_encoder import ConvNet, Preprocessing
+from s2s.data.images import Preprocessing, load_image
+from s2s.nn.image_encoder import ConvNet
 
 PREP = Preprocessing(crop_size=32, resize_size=32)
 
@@ -95,6 +96,16 @@ def test_a_captioner_trains_on_cached_features_as_on_images(tmp_path):
     plain, cached = (runs[n]["state_dict"] for n in ("plain", "cached"))
     for name in plain:
         torch.testing.assert_close(cached[name], plain[name], atol=5e-2, rtol=0)
+
+
+def test_s2s_links_the_models_preprocessing_to_the_data_module(tmp_path):
+    """The recipe never sets data.preprocessing: the CLI gives the data module the model's."""
+    tsv = write_scenes(tmp_path / "images")
+    cfg = caption_recipe(tmp_path, tsv, "bahdanau")
+    cfg["model"]["init_args"]["image_size"] = 40
+    cli = make_cli(["--config", str(write_config(tmp_path / "fit.yaml", cfg))], run=False)
+    assert cli.datamodule.preprocessing == Preprocessing(crop_size=40, resize_size=40)
+    assert cli.datamodule.preprocessing == cli.model.preprocessing
 
 
 def test_training_refuses_a_cache_with_a_trainable_encoder(tmp_path):

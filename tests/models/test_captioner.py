@@ -15,6 +15,7 @@ from s2s.data.images import load_image
 from s2s.decoding import SearchConfig, beam_search, greedy
 from s2s.io import read_lines
 from s2s.models import Captioner
+from s2s.nn.image_encoder import preprocessing_for
 from s2s.optim import OptimConfig
 from s2s.tokenizer import TokenizerConfig
 
@@ -33,8 +34,9 @@ def caption(left: str, right: str) -> str:
 
 
 def scene_data(images: Path, with_test: bool = False) -> CaptionData:
-    """A data module of ``images``' scenes for every split (train = val = test); its tokenizer is
-    trained by the first one, then read from the cache beside ``images``."""
+    """A data module of ``images``' scenes for every split (train = val = test), prepared for
+    :func:`tiny_captioner`; its tokenizer is trained by the first one, then read from the cache
+    beside ``images``."""
     source = TsvCaptions(str(images / "captions.tsv"))
     return CaptionData(
         source,
@@ -43,6 +45,7 @@ def scene_data(images: Path, with_test: bool = False) -> CaptionData:
         tokenizer=TokenizerConfig(
             type="bpe", vocab_size=320, cache_dir=str(images.parent / "cache")
         ),
+        preprocessing=preprocessing_for(CONVNET, None, 32),
         batch_size=4,
     )
 
@@ -158,7 +161,6 @@ def test_param_groups_give_the_encoder_its_learning_rate():
 def test_frozen_encoder_gets_no_gradient_and_keeps_batchnorm(overfit):
     data = scene_data(overfit[1])
     model = tiny_captioner(data.tgt_vocab_size, unfreeze_encoder_at=None).train()
-    data.preprocessing = model.preprocessing
     data.setup("fit")
     batch = next(iter(data.train_dataloader()))
     stats = {k: v.clone() for k, v in model.encoder.state_dict().items() if "running" in k}

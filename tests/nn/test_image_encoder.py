@@ -4,7 +4,8 @@ import torchvision
 from PIL import Image
 from torchvision.models import ResNet18_Weights
 
-from s2s.nn.image_encoder import ConvNet, ImageEncoder, Preprocessing
+from s2s.data.images import Preprocessing
+from s2s.nn.image_encoder import ConvNet, ImageEncoder, preprocessing_for
 
 CONVNET = "s2s.nn.image_encoder.ConvNet"
 
@@ -125,3 +126,37 @@ def test_efficientnet_lite0_imagenet_weights():
     assert enc.preprocessing.crop_size == 224
     # The shipped weights, not a random initialisation: BatchNorm statistics were trained.
     assert not torch.allclose(enc.backbone.net._bn0.running_var, torch.ones(32))
+
+
+class OwnPreprocessing(ConvNet):
+    """A class-path backbone that wants its own preprocessing."""
+
+    preprocessing = Preprocessing(crop_size=40, resize_size=48, mean=(0.5,) * 3, std=(0.5,) * 3)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "weights", "expected"),
+    [
+        (CONVNET, None, Preprocessing(crop_size=32, resize_size=32)),
+        (f"{__name__}.OwnPreprocessing", None, OwnPreprocessing.preprocessing),
+        ("resnet18", None, Preprocessing(crop_size=32, resize_size=32)),
+        ("resnet18", "weights.pt", Preprocessing(crop_size=32, resize_size=32)),
+    ],
+)
+def test_preprocessing_is_known_without_building_the_encoder(
+    tmp_path, monkeypatch, backbone, weights, expected
+):
+    """What ``s2s`` links to the data module when it parses a recipe is what the built encoder
+    uses: a class attribute, else ``image_size`` squares (a weights file says nothing)."""
+    monkeypatch.chdir(tmp_path)
+    if weights:
+        torch.save(torchvision.models.resnet18().state_dict(), tmp_path / weights)
+    assert preprocessing_for(backbone, weights, 32) == expected
+    assert ImageEncoder(backbone, weights=weights, image_size=32).preprocessing == expected
+
+
+def test_preprocessing_of_torchvision_weights_needs_no_weights_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty cache: nothing to load
+    expected = Preprocessing.of_weights(ResNet18_Weights.IMAGENET1K_V1)
+    assert preprocessing_for("resnet18", "IMAGENET1K_V1", 32) == expected
+    assert expected.crop_size == 224 and expected.resize_size == 256
