@@ -42,7 +42,8 @@ MODEL_CLASSES = frozenset(
 )
 # The captioner's own class-path backbones: with the models, all that a checkpoint may name.
 BACKBONE_CLASSES = frozenset(
-    {"s2s.nn.image_encoder.ConvNet", "s2s.nn.image_encoder.EfficientNetLite0"}
+    {"s2s.nn.image_encoder.ConvNet"}
+    | {f"s2s.nn.image_encoder.EfficientNetLite{v}" for v in range(3)}
 )
 
 

