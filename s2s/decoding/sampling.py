@@ -12,7 +12,7 @@ from torch import Tensor
 
 from s2s.decoding.config import SamplingConfig
 from s2s.decoding.greedy import decode_one_per_input
-from s2s.decoding.interface import Hypothesis, StepDecoder
+from s2s.decoding.interface import Hypothesis, Layout, StepDecoder
 
 
 @torch.no_grad()
@@ -27,7 +27,9 @@ def sample(model: StepDecoder, batch: Any, config: SamplingConfig) -> list[Hypot
     if config.num_samples > 1:
         rows = torch.arange(src_lengths.size(0), device=src_lengths.device)
         rows = rows.repeat_interleave(config.num_samples)
-        state, src_lengths = model.reorder(state, rows), src_lengths[rows]
+        # An input's samples are consecutive rows: they can share its encoding.
+        state = model.reorder(state, rows, Layout(config.num_samples))
+        src_lengths = src_lengths[rows]
     generator = torch.Generator(src_lengths.device).manual_seed(config.seed)
 
     def choose(log_probs: Tensor) -> Tensor:

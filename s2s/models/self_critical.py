@@ -6,12 +6,11 @@ caption (Rennie et al.), or the mean reward of the image's other samples (Luo, 2
 Variant of Self-Critical Sequence Training"). REINFORCE then raises the log-probability of the
 samples that beat the baseline and lowers that of the others. Sampling and greedy decoding are the
 shared ``s2s.decoding`` ones; the samples' log-probabilities are recomputed with gradients by one
-teacher-forced pass.
+teacher-forced pass, each image encoded once for all its samples.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Literal
 
 import torch
@@ -21,6 +20,7 @@ from torch import Tensor
 from s2s.coco_caption import cider_d
 from s2s.data.batching import pad
 from s2s.decoding import SamplingConfig, greedy, sample
+from s2s.decoding.interface import Layout
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 Baseline = Literal["greedy", "mean"]
@@ -60,18 +60,17 @@ def sample_log_probs(
     model: Any, batch: Any, tokens: list[list[int]], num_samples: int
 ) -> tuple[Tensor, Tensor]:
     """Per-token log-probabilities (N, T) of the sampled captions (EOS included) under ``model``,
-    with gradients, and the mask of their real tokens."""
-    repeated = replace(
-        batch,
-        images=None if batch.images is None else batch.images.repeat_interleave(num_samples, 0),
-        features=None
-        if batch.features is None
-        else batch.features.repeat_interleave(num_samples, 0),
-        tgt=pad([[BOS_ID, *t, EOS_ID] for t in tokens]).to(batch_device(batch)),
-    )
-    target = repeated.tgt[:, 1:]
-    log_probs = F.log_softmax(model(repeated).float(), -1)
-    picked = log_probs.gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    with gradients, and the mask of their real tokens. Each image is encoded once; its samples
+    share its memory and attention keys (a :class:`Layout` group), as beam search's beams do."""
+    device = batch_device(batch)
+    enc = model.encode(batch)
+    state = model.decoder.init_state(enc)
+    rows = torch.arange(enc.memory.size(0), device=device).repeat_interleave(num_samples)
+    state = model.reorder(state, rows, Layout(num_samples))
+    tgt = pad([[BOS_ID, *t, EOS_ID] for t in tokens]).to(device)
+    logits, _ = model.decoder.forward_with_attention(tgt[:, :-1], state)
+    target = tgt[:, 1:]
+    picked = F.log_softmax(logits.float(), -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
     return picked, (target != PAD_ID).float()
 
 

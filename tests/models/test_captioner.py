@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -10,14 +11,16 @@ from tiny import quiet_trainer, write_scenes
 from s2s.checkpoint import load_model
 from s2s.coco_caption import cider_d
 from s2s.data import CaptionData, TsvCaptions
+from s2s.data.batching import pad
 from s2s.data.captions import image_batch
 from s2s.data.images import load_image
 from s2s.decoding import SearchConfig, beam_search, greedy
 from s2s.io import read_lines
 from s2s.models import Captioner
+from s2s.models.self_critical import sample_log_probs
 from s2s.nn.image_encoder import preprocessing_for
 from s2s.optim import OptimConfig
-from s2s.tokenizer import TokenizerConfig
+from s2s.tokenizer import BOS_ID, EOS_ID, TokenizerConfig
 
 # Four pictures, each two colours side by side: the caption names them left to right.
 SCENES = {
@@ -206,6 +209,25 @@ def greedy_cider_d(model: Captioner, images: Path) -> float:
     batch = image_batch([load_image(images / n) for n in SCENES], model.preprocessing.transform())
     texts = [model.tokenizers["tgt"].decode(h.tokens) for h in greedy(model.eval(), batch)]
     return sum(cider_d(texts, [[caption(*c)] for c in SCENES.values()])) / len(SCENES)
+
+
+def test_sample_log_probs_equal_a_teacher_forced_pass_per_sample(tmp_path):
+    """Samples sharing their image's memory score as if each had its own copy of the image."""
+    write_scenes(tmp_path / "images", SCENES)
+    model = tiny_captioner(scene_data(tmp_path / "images").tgt_vocab_size).eval()
+    batch = image_batch(
+        [load_image(tmp_path / "images" / n) for n in list(SCENES)[:2]],
+        model.preprocessing.transform(),
+    )
+    tokens = [[5, 6], [7], [8, 9, 10], [4, 4]]  # two samples of each of the two images
+    picked, mask = sample_log_probs(model, batch, tokens, num_samples=2)
+    tgt = pad([[BOS_ID, *t, EOS_ID] for t in tokens])
+    repeated = replace(batch, images=batch.images.repeat_interleave(2, 0), tgt=tgt)
+    with torch.no_grad():
+        expected = model(repeated).log_softmax(-1).gather(-1, tgt[:, 1:, None]).squeeze(-1)
+    assert mask.tolist() == [[1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 0]]
+    torch.testing.assert_close(picked * mask, expected * mask)
+    assert picked.requires_grad
 
 
 @pytest.mark.parametrize("baseline", ["greedy", "mean"])
