@@ -480,14 +480,14 @@ class CaptionData(L.LightningDataModule):
         images``, each image once, its first such caption the target."""
         examples, too_long = [], 0
         for item in self._train_items:
-            fitting = 0
+            taken = False  # with train_on: images, the image has its example
             for caption in item.captions:
                 ids = self.tgt_tokenizer.encode(caption)
                 if len(ids) > self.max_len:
                     too_long += 1
-                elif self.train_on == "captions" or not fitting:
+                elif self.train_on == "captions" or not taken:
                     examples.append(CaptionExample(len(examples), item.image, ids, item.captions))
-                    fitting += 1
+                    taken = True
         log.info(
             "train: %d images, %d examples (%d captions longer than %d subwords dropped)",
             len(self._train_items),
