@@ -221,3 +221,20 @@ def replicas(trainer: Any, owner: str) -> tuple[int, int]:
             "(Trainer(use_distributed_sampler=False) in Python)"
         )
     return trainer.world_size, trainer.global_rank
+
+
+class LoadersBySplit:
+    """Lightning's loader hooks for a data module whose ``_loader(split)`` builds the loader of
+    any split ("train", "val", "test")."""
+
+    def _loader(self, split: str) -> DataLoader:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")

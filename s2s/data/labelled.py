@@ -21,13 +21,21 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from s2s.data.batching import ResumableDataLoader, TokenBatchSampler, pad, replicas, token_loader
+from s2s.data.batching import (
+    LoadersBySplit,
+    ResumableDataLoader,
+    TokenBatchSampler,
+    pad,
+    replicas,
+    token_loader,
+)
 from s2s.io import DataError, plain_or_gz, read_lines
 from s2s.tokenizer import EOS_ID, IGNORE, UNK_ID, Tokenizer, TokenizerConfig
 
@@ -167,10 +175,22 @@ class WeightedTokenBatchSampler(Sampler[list[int]]):
         return len(self._draw()[1])
 
 
-class LabelledData(L.LightningDataModule):
+class LabelledData(LoadersBySplit, L.LightningDataModule):
     """What classification and tagging data share: splits, tokenizer, label set, batches.
 
     Subclasses say whether the label field is one label or a tag list (``tags_per_token``).
+
+    Args:
+        data_dir: Folder with one file per split.
+        train_split: Split to train on (and to train the tokenizer and take the labels from).
+        val_split: Split for validation.
+        test_split: Split for ``s2s test``.
+        tokenizer: How the tokenizer is trained.
+        max_len: Training texts with more subwords are dropped (with a warning).
+        max_tokens: Token budget of a training batch, padding included.
+        eval_max_tokens: Token budget of a validation or test batch.
+        num_workers: DataLoader worker processes.
+        seed: Seed of the training batch order (combined with the epoch).
     """
 
     tags_per_token: bool
@@ -288,62 +308,20 @@ class LabelledData(L.LightningDataModule):
             num_workers=self.num_workers,
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")
-
 
 class ClassificationData(LabelledData):
     """``{data_dir}/{split}.tsv`` files of ``label<TAB>text`` lines, for a sequence classifier.
 
     Args:
-        data_dir: Folder with one file per split.
-        train_split: Split to train on (and to train the tokenizer and take the labels from).
-        val_split: Split for validation.
-        test_split: Split for ``s2s test``.
-        tokenizer: How the tokenizer is trained.
-        max_len: Training texts with more subwords are dropped (with a warning).
-        max_tokens: Token budget of a training batch, padding included.
-        eval_max_tokens: Token budget of a validation or test batch.
-        num_workers: DataLoader worker processes.
-        seed: Seed of the training batch order (combined with the epoch).
+        data_dir, train_split, ...: As :class:`LabelledData`'s.
         weighted_sampling: Draw training examples with replacement, each class equally often, for
             imbalanced labels (epochs keep their number of examples).
     """
 
     tags_per_token = False
 
-    def __init__(
-        self,
-        data_dir: str,
-        train_split: str = "train",
-        val_split: str = "val",
-        test_split: str = "test",
-        tokenizer: TokenizerConfig = TokenizerConfig(),
-        max_len: int = 200,
-        max_tokens: int = 4096,
-        eval_max_tokens: int = 8192,
-        num_workers: int = 0,
-        seed: int = 0,
-        weighted_sampling: bool = False,
-    ) -> None:
-        super().__init__(
-            data_dir=data_dir,
-            train_split=train_split,
-            val_split=val_split,
-            test_split=test_split,
-            tokenizer=tokenizer,
-            max_len=max_len,
-            max_tokens=max_tokens,
-            eval_max_tokens=eval_max_tokens,
-            num_workers=num_workers,
-            seed=seed,
-        )
+    def __init__(self, data_dir: str, weighted_sampling: bool = False, **kwargs: Any) -> None:
+        super().__init__(data_dir, **kwargs)
         self.weighted_sampling = weighted_sampling
 
     def train_dataloader(self) -> DataLoader:
@@ -366,19 +344,7 @@ class ClassificationData(LabelledData):
 
 
 class TaggingData(LabelledData):
-    """``{data_dir}/{split}.tsv`` files of ``tags<TAB>tokens`` lines, for a sequence tagger.
-
-    Args:
-        data_dir: Folder with one file per split.
-        train_split: Split to train on (and to train the tokenizer and take the tags from).
-        val_split: Split for validation.
-        test_split: Split for ``s2s test``.
-        tokenizer: How the tokenizer is trained.
-        max_len: Training sentences with more subwords are dropped (with a warning).
-        max_tokens: Token budget of a training batch, padding included.
-        eval_max_tokens: Token budget of a validation or test batch.
-        num_workers: DataLoader worker processes.
-        seed: Seed of the training batch order (combined with the epoch).
-    """
+    """``{data_dir}/{split}.tsv`` files of ``tags<TAB>tokens`` lines, for a sequence tagger
+    (arguments: :class:`LabelledData`'s)."""
 
     tags_per_token = True

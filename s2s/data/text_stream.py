@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from s2s.data.batching import pad, replicas
+from s2s.data.batching import LoadersBySplit, pad, replicas
 from s2s.io import DataError, read_lines
 from s2s.tokenizer import BOS_ID, EOS_ID, Tokenizer, TokenizerConfig
 
@@ -111,7 +111,7 @@ def make_prompts(texts: Sequence[str], tokenizer: Tokenizer) -> Prompts:
     return Prompts(pad(seqs), torch.tensor([len(s) for s in seqs]))
 
 
-class TextStreamData(L.LightningDataModule):
+class TextStreamData(LoadersBySplit, L.LightningDataModule):
     """Text files as token streams for a language model, read in truncated-BPTT chunks.
 
     Args:
@@ -182,12 +182,3 @@ class TextStreamData(L.LightningDataModule):
         return DataLoader(
             self.datasets[split], batch_size=None, shuffle=False, num_workers=self.num_workers
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train")
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test")

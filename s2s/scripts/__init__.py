@@ -33,6 +33,18 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_checkpoints_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--ckpt``, repeatable: the checkpoints of ``what`` (e.g. "captioner") to decode with, as
+    one ensemble when there are several."""
+    parser.add_argument(
+        "--ckpt",
+        required=True,
+        action="append",
+        help=f"{what} checkpoint written by `s2s fit`; repeated, the checkpoints decode as one "
+        "ensemble",
+    )
+
+
 def load_model_of_type(args: argparse.Namespace, model_type: type[M], prog: str) -> M:
     """The model of ``args.ckpt`` on ``args.device`` in ``args.dtype``; exits with one line naming
     the file if it cannot be read or holds another kind of model than the script decodes with."""

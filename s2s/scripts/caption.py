@@ -21,7 +21,13 @@ from s2s.data.images import load_image
 from s2s.decoding import Hypothesis, beam_search
 from s2s.io import DataError
 from s2s.models.captioner import Captioner
-from s2s.scripts import add_device_arguments, load_ensemble_of_type, members, search_config
+from s2s.scripts import (
+    add_checkpoints_argument,
+    add_device_arguments,
+    load_ensemble_of_type,
+    members,
+    search_config,
+)
 from s2s.tokenizer import EOS_ID
 from s2s.visualize import save_attention_overlay
 
@@ -31,13 +37,7 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="s2s-caption", description=__doc__)
     p.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
-    p.add_argument(
-        "--ckpt",
-        required=True,
-        action="append",
-        help="captioner checkpoint written by `s2s fit`; repeated, the models caption as one "
-        "ensemble",
-    )
+    add_checkpoints_argument(p, "captioner")
     p.add_argument("--beam", type=int, help="beam size (default: the recipe's)")
     p.add_argument("--n-best", type=int, default=1, help="captions printed per image")
     p.add_argument("--max-len", type=int, help="caption length limit in subwords")

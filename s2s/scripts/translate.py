@@ -38,6 +38,7 @@ from s2s.decoding.ensemble import Ensemble
 from s2s.io import DataError, read_line_runs, read_lines
 from s2s.models.seq2seq import Seq2Seq
 from s2s.scripts import (
+    add_checkpoints_argument,
     add_device_arguments,
     load_ensemble_of_type,
     members,
@@ -53,12 +54,7 @@ T = TypeVar("T")
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="s2s-translate", description=__doc__)
-    p.add_argument(
-        "--ckpt",
-        required=True,
-        action="append",
-        help="checkpoint written by `s2s fit`; repeated, the models decode as one ensemble",
-    )
+    add_checkpoints_argument(p, "translator")
     p.add_argument("--input", default="-", help="text file (plain or .gz); - for stdin")
     p.add_argument("--output", default="-", help="output file; - for stdout")
     p.add_argument("--beam", type=int, help="beam size (default: the recipe's)")

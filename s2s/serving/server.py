@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse
 
 from s2s.models import Captioner, LanguageModel, Seq2Seq
-from s2s.scripts import check_members, load_models
+from s2s.scripts import add_checkpoints_argument, check_members, load_models
 from s2s.serving.apis import CaptionAPI, ModelAPI, SampleAPI, TranslateAPI
 from s2s.serving.requests import Limits
 
@@ -36,13 +36,7 @@ API_OF_MODEL: dict[type, type[ModelAPI]] = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="s2s serve", description=__doc__)
-    p.add_argument(
-        "--ckpt",
-        required=True,
-        action="append",
-        help="checkpoint written by `s2s fit`: a translator, captioner or language model; "
-        "repeated, the checkpoints of one kind decode as one ensemble",
-    )
+    add_checkpoints_argument(p, "a translator, captioner or language model")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--max-batch-size", type=int, default=16, help="requests decoded together")
