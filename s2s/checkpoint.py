@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import errno
 import importlib
+import inspect
 import os
 import socket
 from collections.abc import Iterator
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +208,29 @@ class CheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path, map_location)
 
 
+def regroup_flat_options(cls: type, hparams: dict[str, Any]) -> dict[str, Any]:
+    """``hparams`` of a checkpoint written before the RNN options became the ``encoder`` and
+    ``decoder`` groups (EncoderConfig, DecoderConfig), with its flat options moved into them: a
+    flat option goes to every group that has a field of its name, ``encoder_layers`` and
+    ``decoder_layers`` to their group's ``num_layers``. Newer hyperparameters are returned as
+    they are."""
+    params = inspect.signature(cls).parameters
+    groups = [g for g in ("encoder", "decoder") if g in params and g not in hparams]
+    if not groups:
+        return hparams
+    moved = {f"{g}_layers" for g in groups}
+    for group in groups:
+        default = params[group].default
+        options = {f.name: hparams[f.name] for f in fields(default) if f.name in hparams}
+        if f"{group}_layers" in hparams:
+            options["num_layers"] = hparams[f"{group}_layers"]
+        moved |= options.keys()
+        # the CLI's hyperparameters hold groups as dicts, a model built in Python as configs
+        grouped = {**asdict(default), **options}
+        hparams[group] = grouped if "_instantiator" in hparams else type(default)(**grouped)
+    return {k: v for k, v in hparams.items() if k not in moved}
+
+
 def load_model(
     path: str | Path, map_location: Any = "cpu", dtype: torch.dtype | None = None
 ) -> L.LightningModule:
@@ -214,7 +239,7 @@ def load_model(
     ckpt = read_checkpoint(path, map_location)  # refuses any class but s2s's own
     module_name, _, name = ckpt[CLASS_KEY].rpartition(".")
     cls = getattr(importlib.import_module(module_name), name)
-    hparams = dict(ckpt["hyper_parameters"])
+    hparams = regroup_flat_options(cls, dict(ckpt["hyper_parameters"]))
     if hparams.pop("_instantiator", None):
         # Built by LightningCLI: nested configs were saved as dicts, and jsonargparse turns them
         # back into their dataclasses (OptimConfig, SearchConfig).

@@ -22,7 +22,7 @@ from lightning.pytorch.cli import ArgsType, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from s2s.callbacks import EnsembleWith, RandomStateInCheckpoint, StopOnNonFiniteLoss
-from s2s.checkpoint import read_checkpoint
+from s2s.checkpoint import read_checkpoint, regroup_flat_options
 from s2s.nn.image_encoder import preprocessing_for
 
 # Stand-ins for the values linked from the data module when the model is built before it.
@@ -85,14 +85,26 @@ class S2SCLI(LightningCLI):
             self.trainer.callbacks.append(EnsembleWith(cfg.ensemble))
 
     def _parse_ckpt_path(self) -> None:
-        """LightningCLI reads the hyperparameters of ``--ckpt_path`` before anything else, and
-        would import any class they name: :func:`read_checkpoint` first refuses a checkpoint
-        naming classes outside s2s's own, and names a bad file."""
+        """The model options of ``--ckpt_path`` replace the command line's, as in LightningCLI,
+        but the file is read by :func:`read_checkpoint` (which refuses a checkpoint naming classes
+        outside s2s's own before anything is imported, and names a bad file), and options saved
+        flat by older s2s versions are regrouped (:func:`regroup_flat_options`)."""
         subcommand = self.config.get("subcommand")
         ckpt_path = subcommand and self.config[subcommand].get("ckpt_path")
-        if ckpt_path and Path(ckpt_path).is_file():
-            read_checkpoint(ckpt_path)
-        super()._parse_ckpt_path()
+        if not (ckpt_path and Path(ckpt_path).is_file()):
+            return
+        hparams = dict(read_checkpoint(ckpt_path).get("hyper_parameters", {}))
+        if "_class_path" not in hparams:
+            return  # a model built outside the CLI: the command line's options stand
+        class_path = hparams.pop("_class_path")
+        hparams = regroup_flat_options(locate(class_path), hparams)
+        hparams.pop("_instantiator", None)
+        model = {"class_path": class_path, "dict_kwargs": hparams}
+        try:
+            self.config = self.parser.parse_object({subcommand: {"model": model}}, self.config)
+        except SystemExit:
+            sys.stderr.write(f"{ckpt_path}: its hyperparameters do not parse as a model\n")
+            raise
 
 
 def checkpoint_folders(callbacks: list[Namespace]) -> list[Path]:

@@ -37,9 +37,8 @@ def copy_task_config(run_dir: Path, data_dir: Path, cache_dir: Path, max_steps: 
         run_dir,
         data_dir,
         model={
-            "embedding_size": 64,
-            "hidden_size": 64,
-            "attention": "bahdanau",
+            "encoder": {"embedding_size": 64, "hidden_size": 64, "dropout": 0.0},
+            "decoder": {"embedding_size": 64, "hidden_size": 64, "dropout": 0.0},
             "optim": {"lr": 0.01},
             "search": {"beam_size": 3, "max_len_a": 1.5, "max_len_b": 5},
         },

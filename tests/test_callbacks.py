@@ -14,6 +14,8 @@ from tiny import (
 from s2s.callbacks import FreezeEncoder
 from s2s.checkpoint import MODEL_CLASSES, load_model, read_checkpoint
 from s2s.models import Seq2Seq
+from s2s.nn.decoder import DecoderConfig
+from s2s.nn.encoder import EncoderConfig
 
 BAD_STEP = 3
 
@@ -66,7 +68,10 @@ class Snapshots(L.Callback):
 def test_freeze_encoder_for_the_first_epochs(tmp_path):
     cfg = config(tmp_path, write_corpus(tmp_path / "data"))
     data = translation_data(cfg["data"]["init_args"])
-    model = Seq2Seq(data.src_vocab_size, data.tgt_vocab_size, embedding_size=16, hidden_size=16)
+    sizes = dict(embedding_size=16, hidden_size=16)
+    model = Seq2Seq(
+        data.src_vocab_size, data.tgt_vocab_size, EncoderConfig(**sizes), DecoderConfig(**sizes)
+    )
     initial = Snapshots()
     initial.on_train_epoch_end(None, model)
     after = Snapshots()

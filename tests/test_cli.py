@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from tiny import config, run_cli_subprocess, write_config, write_corpus
+from tiny import config, flat_options_checkpoint, run_cli_subprocess, write_config, write_corpus
 
 from s2s.checkpoint import load_model
 from s2s.cli import make_cli
@@ -15,6 +15,7 @@ from s2s.decoding import SearchConfig
 from s2s.io import read_lines
 from s2s.metrics import corpus_scores
 from s2s.models import Seq2Seq
+from s2s.nn.attention import BahdanauAttention
 from s2s.optim import OptimConfig
 from s2s.scripts.translate import main as translate
 
@@ -98,10 +99,12 @@ def test_translation_recipe_builds_its_model(recipe, tiny_de_en, tmp_path, monke
     assert model.encoder.embedding.num_embeddings == data.src_tokenizer.vocab_size
     assert model.decoder.output.out_features == data.tgt_tokenizer.vocab_size
     for name, value in config["model"]["init_args"].items():
-        if isinstance(value, dict):  # optim, search: frozen dataclasses built from the YAML
+        if name in ("optim", "search"):  # frozen dataclasses built from the YAML
             built = getattr(model, name)
             assert isinstance(built, OptimConfig | SearchConfig)
             assert dataclasses.asdict(built).items() >= value.items()
+        elif isinstance(value, dict):  # encoder, decoder: the CLI saves the groups as dicts
+            assert model.hparams[name].items() >= value.items(), name
         else:
             assert model.hparams[name] == value, name
 
@@ -112,7 +115,7 @@ def test_fit_checkpoint_rebuilds_the_model(copy_run):
     assert isinstance(model, Seq2Seq) and not model.training
     assert model.search == SearchConfig(beam_size=3, max_len_a=1.5, max_len_b=5)
     assert model.optim == OptimConfig(lr=0.01)
-    assert model.hparams.attention == "bahdanau"
+    assert isinstance(model.decoder.attention, BahdanauAttention)
     assert set(model.tokenizers) == {"src", "tgt"}
     assert (copy_run / "run" / "logs" / "version_0" / "config.yaml").is_file()
 
@@ -143,6 +146,32 @@ def test_test_reports_scores_of_its_hypotheses_file(copy_run, tmp_path, capsys):
     assert re.search(rf"BLEU = {expected.bleu:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
     assert re.search(rf"chrF = {expected.chrf:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
     assert re.search(rf"BLEU lowercased = {expected.bleu_lc_tok:.2f} \(nrefs:1\|case:lc\|", out)
+
+
+def test_checkpoints_with_flat_options_still_load(copy_run, tmp_path):
+    """Older checkpoints keep the RNN options flat; every reader regroups them."""
+    new = copy_run / "run" / "checkpoints" / "last.ckpt"
+    old = flat_options_checkpoint(new, tmp_path / "old.ckpt")
+    assert "hidden_size" in torch.load(old, weights_only=True)["hyper_parameters"]
+    expected, model = load_model(new), load_model(old)
+    assert dict(model.hparams) == dict(expected.hparams)
+    assert model.state_dict().keys() == expected.state_dict().keys()
+    hyps = {}
+    for name, ckpt in (("new", new), ("old", old)):
+        save_dir = tmp_path / name
+        make_cli(
+            [
+                "test",
+                "--config",
+                str(copy_run / "config.yaml"),
+                "--ckpt_path",
+                str(ckpt),
+                "--trainer.logger.init_args.save_dir",
+                str(save_dir),
+            ]
+        )
+        hyps[name] = read_lines(save_dir / "logs" / "version_0" / "test_hypotheses.txt")
+    assert hyps["old"] == hyps["new"] and hyps["new"]
 
 
 def test_fit_shows_the_data_modules_info_records(tmp_path):

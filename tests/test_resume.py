@@ -28,7 +28,8 @@ KILL_AT = 15  # the first checkpoint of the second epoch: resuming must restore 
 def fit_config(work, data_dir, name):
     cfg = config(work / name, data_dir, max_epochs=EPOCHS, limit_val_batches=0)
     cfg["data"]["init_args"]["tokenizer"]["cache_dir"] = str(work / "tokenizers")
-    cfg["model"]["init_args"]["dropout"] = 0.3  # draws random numbers at every step
+    for part in ("encoder", "decoder"):  # dropout draws random numbers at every step
+        cfg["model"]["init_args"][part]["dropout"] = 0.3
     cfg["trainer"]["callbacks"] = [
         checkpointing(
             work / name / "ckpt",

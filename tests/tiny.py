@@ -14,11 +14,13 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import lightning as L
+import torch
 import yaml
 from PIL import Image
 
@@ -79,9 +81,9 @@ def config(
         "model": {
             "class_path": "s2s.models.Seq2Seq",
             "init_args": {
-                "embedding_size": 16,
-                "hidden_size": 16,
-                "dropout": 0.0,  # no random state: resumed runs retrace uninterrupted ones
+                # no dropout, no random state: resumed runs retrace uninterrupted ones
+                "encoder": {"embedding_size": 16, "hidden_size": 16, "dropout": 0.0},
+                "decoder": {"embedding_size": 16, "hidden_size": 16, "dropout": 0.0},
                 "label_smoothing": 0.0,
                 "optim": {"lr": 0.02},
                 "search": {"beam_size": 2, "max_len_a": 0.0, "max_len_b": 12},
@@ -246,10 +248,12 @@ def caption_recipe(root: Path, tsv: Path, attention: str) -> dict:
                 "backbone": "s2s.nn.image_encoder.ConvNet",
                 "backbone_args": {"channels": [8, 16]},
                 "image_size": 32,
-                "embedding_size": 16,
-                "hidden_size": 32,
-                "attention": attention,
-                "dropout": 0.0,
+                "decoder": {
+                    "embedding_size": 16,
+                    "hidden_size": 32,
+                    "attention": attention,
+                    "dropout": 0.0,
+                },
                 "optim": {"lr": 0.03},
                 "search": {"beam_size": 2, "max_len_b": 8},
             },
@@ -264,3 +268,25 @@ def caption_recipe(root: Path, tsv: Path, attention: str) -> dict:
             },
         },
     }
+
+
+def flat_options_checkpoint(path: Path, out: Path) -> Path:
+    """``path`` as s2s wrote it before the encoder and decoder option groups: flat options."""
+    ckpt = torch.load(path, weights_only=True)
+    hparams = ckpt["hyper_parameters"]
+    # the CLI saves the groups as dicts, a model built in Python as configs
+    encoder, decoder = (
+        asdict(g) if is_dataclass(g) else dict(g)
+        for g in (hparams.pop("encoder"), hparams.pop("decoder"))
+    )
+    assert {k: encoder[k] for k in ("embedding_size", "hidden_size", "cell", "dropout")} == {
+        k: decoder[k] for k in ("embedding_size", "hidden_size", "cell", "dropout")
+    }  # one flat value each could hold them
+    hparams |= {
+        "encoder_layers": encoder.pop("num_layers"),
+        "decoder_layers": decoder.pop("num_layers"),
+        **encoder,
+        **decoder,
+    }
+    torch.save(ckpt, out)
+    return out

@@ -60,6 +60,8 @@ from s2s.decoding.scoring import length_penalty
 from s2s.io import read_lines
 from s2s.metrics import corpus_scores
 from s2s.models import Seq2Seq
+from s2s.nn.decoder import DecoderConfig
+from s2s.nn.encoder import EncoderConfig
 from s2s.optim import OptimConfig
 from s2s.tokenizer import BOS_ID, EOS_ID, TokenizerConfig
 
@@ -201,6 +203,8 @@ def random_model() -> Seq2Seq:
     data_args["tokenizer"] = TokenizerConfig(**data_args.get("tokenizer", {}))
     data = TranslationData(**data_args)
     args = dict(recipe["model"]["init_args"])
+    args["encoder"] = EncoderConfig(**args.get("encoder", {}))
+    args["decoder"] = DecoderConfig(**args.get("decoder", {}))
     args["optim"] = OptimConfig(**args.get("optim", {}))
     args["search"] = SearchConfig(**args.get("search", {}))
     torch.manual_seed(0)

@@ -56,6 +56,8 @@ from torch.utils.data import DataLoader
 from s2s.data import TranslationBatch, TranslationData
 from s2s.decoding import SearchConfig
 from s2s.models import Seq2Seq
+from s2s.nn.decoder import DecoderConfig
+from s2s.nn.encoder import EncoderConfig
 from s2s.optim import OptimConfig, configure_optimizers
 from s2s.tokenizer import PAD_ID, TokenizerConfig
 
@@ -89,12 +91,18 @@ def target_tokens(batch: TranslationBatch) -> int:
     return int((batch.tgt[:, 1:] != PAD_ID).sum())
 
 
-def build_model(recipe: dict[str, Any], data: TranslationData, **overrides: Any) -> Seq2Seq:
-    """The recipe's translator with ``overrides``, initialised from seed 0."""
+def build_model(
+    recipe: dict[str, Any], data: TranslationData, cell: str | None = None, **decoder: Any
+) -> Seq2Seq:
+    """The recipe's translator with another ``cell`` (encoder and decoder) and ``decoder``
+    options, initialised from seed 0."""
     model = recipe["model"]
     if model["class_path"] not in ("s2s.models.Seq2Seq", "s2s.models.seq2seq.Seq2Seq"):
         raise SystemExit(f"bench_train.py times Seq2Seq recipes, not {model['class_path']}")
-    args = {**model.get("init_args", {}), **overrides}
+    args = dict(model.get("init_args", {}))
+    cells = {} if cell is None else {"cell": cell}
+    args["encoder"] = EncoderConfig(**{**args.get("encoder", {}), **cells})
+    args["decoder"] = DecoderConfig(**{**args.get("decoder", {}), **cells, **decoder})
     args["optim"] = OptimConfig(**args.get("optim", {}))
     args["search"] = SearchConfig(**args.get("search", {}))
     torch.manual_seed(0)

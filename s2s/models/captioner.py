@@ -20,11 +20,9 @@ from s2s.decoding import SearchConfig
 from s2s.metrics import bleu_n, exact_match
 from s2s.models.encoder_decoder import EncoderDecoderModule, write_log_file
 from s2s.models.self_critical import Baseline, self_critical_loss
-from s2s.nn.attention import AttentionType
-from s2s.nn.decoder import RNNDecoder
+from s2s.nn.decoder import DecoderConfig, RNNDecoder
 from s2s.nn.encoder import EncoderOutput
 from s2s.nn.image_encoder import ImageEncoder
-from s2s.nn.rnn import CellType
 from s2s.optim import OptimConfig, configure_optimizers
 
 
@@ -46,18 +44,13 @@ class Captioner(EncoderDecoderModule):
             ``trainer.strategy: ddp_find_unused_parameters_true``.
         encoder_lr: Peak learning rate of the encoder's parameters (default ``optim.lr``); a
             pretrained encoder is usually fine-tuned with a lower one.
-        embedding_size: Size of the word embeddings.
-        hidden_size: RNN size of the decoder.
-        cell: Recurrent cell of the decoder.
-        decoder_layers: Stacked decoder layers.
-        attention: ``bahdanau`` is Show-Attend-Tell's soft attention over image regions;
-            ``none`` gives the decoder the mean image vector as a fixed context at every step.
+        decoder: The RNN decoder's options: ``attention: bahdanau`` is Show-Attend-Tell's soft
+            attention over image regions; ``none`` gives the decoder the mean image vector as a
+            fixed context at every step.
         attention_regularization: Weight lambda of the doubly stochastic attention regulariser
             ``lambda * mean_i (1 - sum_t alpha_ti)^2`` (Xu et al. eq. 14, averaged over regions
             and captions so that lambda does not scale with the grid size): every region should
             get attention at some step. 0 disables it.
-        dropout: Dropout on embeddings, between RNN layers and on the attentional vector.
-        tie_embeddings: Share the word embedding with the output layer.
         label_smoothing: Label smoothing of the training loss.
         teacher_forcing_ratio: Probability of feeding the reference token while training.
         optim: Optimiser and learning-rate schedule.
@@ -83,14 +76,8 @@ class Captioner(EncoderDecoderModule):
         image_size: int = 224,
         unfreeze_encoder_at: int | None = 0,
         encoder_lr: float | None = None,
-        embedding_size: int = 256,
-        hidden_size: int = 512,
-        cell: CellType = "lstm",
-        decoder_layers: int = 1,
-        attention: AttentionType = "bahdanau",
+        decoder: DecoderConfig = DecoderConfig(hidden_size=512),
         attention_regularization: float = 1.0,
-        dropout: float = 0.3,
-        tie_embeddings: bool = False,
         label_smoothing: float = 0.0,
         teacher_forcing_ratio: float = 1.0,
         optim: OptimConfig = OptimConfig(),
@@ -119,17 +106,7 @@ class Captioner(EncoderDecoderModule):
             backbone, backbone_args=backbone_args, weights=weights, image_size=image_size
         )
         self.encoder.set_frozen(unfreeze_encoder_at != 0)
-        self.decoder = RNNDecoder(
-            tgt_vocab_size,
-            embedding_size,
-            hidden_size,
-            memory_size=self.encoder.output_size,
-            cell=cell,
-            num_layers=decoder_layers,
-            attention=attention,
-            dropout=dropout,
-            tie_embeddings=tie_embeddings,
-        )
+        self.decoder = RNNDecoder(tgt_vocab_size, self.encoder.output_size, decoder)
 
     @property
     def preprocessing(self) -> Preprocessing:

@@ -9,8 +9,7 @@ from torch import Tensor
 
 from s2s.data.labelled import LabelledBatch
 from s2s.models.labelling import LabellingModule
-from s2s.nn.encoder import EncoderOutput
-from s2s.nn.rnn import CellType
+from s2s.nn.encoder import EncoderConfig, EncoderOutput
 from s2s.optim import OptimConfig
 
 Pooling = Literal["final", "mean", "max"]
@@ -35,13 +34,8 @@ class SequenceClassifier(LabellingModule):
     Args:
         src_vocab_size: Subword vocabulary size (linked from the data module in recipes).
         labels: Class names; the output has one score per name (linked from the data module).
-        embedding_size: Size of the subword embeddings.
-        hidden_size: RNN size of each direction.
-        cell: Recurrent cell.
-        num_layers: Stacked RNN layers.
-        bidirectional: Read the text in both directions.
+        encoder: The RNN encoder's options; its dropout also applies to the pooled vector.
         pooling: ``final``: the final hidden states; ``mean`` / ``max``: over every position.
-        dropout: Dropout on embeddings, between RNN layers and on the pooled vector.
         class_weighted_loss: Weigh each class's loss by ``n / (K * count)`` of the training data,
             so rare classes count as much as frequent ones.
         optim: Optimiser and learning-rate schedule (the plateau schedule watches
@@ -52,28 +46,12 @@ class SequenceClassifier(LabellingModule):
         self,
         src_vocab_size: int,
         labels: list[str],
-        embedding_size: int = 128,
-        hidden_size: int = 128,
-        cell: CellType = "lstm",
-        num_layers: int = 1,
-        bidirectional: bool = True,
+        encoder: EncoderConfig = EncoderConfig(embedding_size=128, hidden_size=128, dropout=0.2),
         pooling: Pooling = "final",
-        dropout: float = 0.2,
         class_weighted_loss: bool = False,
         optim: OptimConfig = OptimConfig(),
     ) -> None:
-        super().__init__(
-            src_vocab_size,
-            labels,
-            embedding_size,
-            hidden_size,
-            cell,
-            num_layers,
-            bidirectional,
-            dropout,
-            class_weighted_loss,
-            optim,
-        )
+        super().__init__(src_vocab_size, labels, encoder, class_weighted_loss, optim)
         self.save_hyperparameters()
         self.pooling = pooling
 

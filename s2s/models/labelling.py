@@ -25,8 +25,7 @@ from torchmetrics.classification import (
 from s2s.checkpoint import TokenizersInCheckpoint
 from s2s.data.labelled import LabelledBatch
 from s2s.models.encoder_decoder import write_log_file
-from s2s.nn.encoder import RNNEncoder
-from s2s.nn.rnn import CellType
+from s2s.nn.encoder import EncoderConfig, RNNEncoder
 from s2s.optim import OptimConfig, configure_optimizers
 from s2s.tokenizer import IGNORE
 
@@ -78,12 +77,7 @@ class LabellingModule(TokenizersInCheckpoint, L.LightningModule):
         self,
         src_vocab_size: int,
         labels: list[str],
-        embedding_size: int,
-        hidden_size: int,
-        cell: CellType,
-        num_layers: int,
-        bidirectional: bool,
-        dropout: float,
+        encoder: EncoderConfig,
         class_weighted_loss: bool,
         optim: OptimConfig,
     ) -> None:
@@ -91,16 +85,8 @@ class LabellingModule(TokenizersInCheckpoint, L.LightningModule):
         if not labels:
             raise ValueError("need at least one label")
         self.labels = list(labels)
-        self.encoder = RNNEncoder(
-            src_vocab_size,
-            embedding_size,
-            hidden_size,
-            cell=cell,
-            num_layers=num_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-        )
-        self.dropout = nn.Dropout(dropout)
+        self.encoder = RNNEncoder(src_vocab_size, encoder)
+        self.dropout = nn.Dropout(encoder.dropout)
         self.output = nn.Linear(self.encoder.output_size, len(self.labels))
         self.class_weighted_loss = class_weighted_loss
         self.optim = optim

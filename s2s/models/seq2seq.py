@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from s2s.decoding import SearchConfig
 from s2s.models.encoder_decoder import EncoderDecoderModule
-from s2s.nn.attention import AttentionType
-from s2s.nn.decoder import RNNDecoder
-from s2s.nn.encoder import EncoderOutput, RNNEncoder
-from s2s.nn.rnn import CellType
+from s2s.nn.decoder import DecoderConfig, RNNDecoder
+from s2s.nn.encoder import EncoderConfig, EncoderOutput, RNNEncoder
 from s2s.optim import OptimConfig
 
 
@@ -21,20 +19,10 @@ class Seq2Seq(EncoderDecoderModule):
     Args:
         src_vocab_size: Source vocabulary size (linked from the data module in recipes).
         tgt_vocab_size: Target vocabulary size (linked from the data module in recipes).
-        embedding_size: Size of source and target embeddings.
-        hidden_size: RNN size of the decoder and of each encoder direction.
-        cell: Recurrent cell of encoder and decoder.
-        encoder_layers: Stacked encoder layers.
-        decoder_layers: Stacked decoder layers.
-        bidirectional: Bidirectional encoder.
-        attention: ``none`` conditions every step on the encoder's final state (one fixed context
-            vector); the others attend over all source positions at every step.
-        input_feeding: The decoder RNN also reads the previous step's attentional vector (Luong
-            et al. 2015 report it gains BLEU). Off, teacher-forced training needs no per-token
-            loop and runs faster (see the README's speed table).
-        dropout: Dropout on embeddings, between RNN layers and on the attentional vector.
-        tie_embeddings: Share the target embedding with the output layer (Press & Wolf, 2017);
-            needs ``embedding_size == hidden_size``.
+        encoder: The RNN encoder's options.
+        decoder: The RNN decoder's options; its ``attention: none`` conditions every step on the
+            encoder's final state (one fixed context vector), the others attend over all source
+            positions at every step.
         label_smoothing: Label smoothing of the training loss (Szegedy et al., 2016).
         teacher_forcing_ratio: Probability of feeding the reference token while training; below 1,
             the model's own prediction is fed otherwise (Bengio et al., 2015).
@@ -52,16 +40,8 @@ class Seq2Seq(EncoderDecoderModule):
         self,
         src_vocab_size: int,
         tgt_vocab_size: int,
-        embedding_size: int = 256,
-        hidden_size: int = 256,
-        cell: CellType = "lstm",
-        encoder_layers: int = 1,
-        decoder_layers: int = 1,
-        bidirectional: bool = True,
-        attention: AttentionType = "bahdanau",
-        input_feeding: bool = True,
-        dropout: float = 0.3,
-        tie_embeddings: bool = False,
+        encoder: EncoderConfig = EncoderConfig(),
+        decoder: DecoderConfig = DecoderConfig(),
         label_smoothing: float = 0.1,
         teacher_forcing_ratio: float = 1.0,
         optim: OptimConfig = OptimConfig(),
@@ -70,27 +50,8 @@ class Seq2Seq(EncoderDecoderModule):
     ) -> None:
         super().__init__(label_smoothing, teacher_forcing_ratio, optim, search, init_from)
         self.save_hyperparameters()
-        self.encoder = RNNEncoder(
-            src_vocab_size,
-            embedding_size,
-            hidden_size,
-            cell=cell,
-            num_layers=encoder_layers,
-            bidirectional=bidirectional,
-            dropout=dropout,
-        )
-        self.decoder = RNNDecoder(
-            tgt_vocab_size,
-            embedding_size,
-            hidden_size,
-            memory_size=self.encoder.output_size,
-            cell=cell,
-            num_layers=decoder_layers,
-            attention=attention,
-            dropout=dropout,
-            tie_embeddings=tie_embeddings,
-            input_feeding=input_feeding,
-        )
+        self.encoder = RNNEncoder(src_vocab_size, encoder)
+        self.decoder = RNNDecoder(tgt_vocab_size, self.encoder.output_size, decoder)
 
     def encode(self, batch) -> EncoderOutput:
         return self.encoder(batch.src, batch.src_lengths)

@@ -7,7 +7,7 @@ from torchmetrics import MeanMetric
 
 from s2s.data.labelled import LabelledBatch
 from s2s.models.labelling import LabellingModule
-from s2s.nn.rnn import CellType
+from s2s.nn.encoder import EncoderConfig
 from s2s.optim import OptimConfig
 from s2s.tokenizer import IGNORE
 
@@ -21,13 +21,8 @@ class SequenceTagger(LabellingModule):
     Args:
         src_vocab_size: Subword vocabulary size (linked from the data module in recipes).
         labels: Tag names; the output has one score per name (linked from the data module).
-        embedding_size: Size of the subword embeddings.
-        hidden_size: RNN size of each direction.
-        cell: Recurrent cell.
-        num_layers: Stacked RNN layers.
-        bidirectional: Read the text in both directions, so each tag sees the whole sentence;
-            unidirectional taggers see only the tokens up to their own.
-        dropout: Dropout on embeddings, between RNN layers and on the RNN states.
+        encoder: The RNN encoder's options; a bidirectional encoder lets each tag see the whole
+            sentence, a unidirectional one only the tokens up to its own.
         class_weighted_loss: Weigh each tag's loss by ``n / (K * count)`` of the training data.
         optim: Optimiser and learning-rate schedule (the plateau schedule watches ``val/acc``).
     """
@@ -38,27 +33,11 @@ class SequenceTagger(LabellingModule):
         self,
         src_vocab_size: int,
         labels: list[str],
-        embedding_size: int = 128,
-        hidden_size: int = 128,
-        cell: CellType = "lstm",
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        dropout: float = 0.2,
+        encoder: EncoderConfig = EncoderConfig(embedding_size=128, hidden_size=128, dropout=0.2),
         class_weighted_loss: bool = False,
         optim: OptimConfig = OptimConfig(),
     ) -> None:
-        super().__init__(
-            src_vocab_size,
-            labels,
-            embedding_size,
-            hidden_size,
-            cell,
-            num_layers,
-            bidirectional,
-            dropout,
-            class_weighted_loss,
-            optim,
-        )
+        super().__init__(src_vocab_size, labels, encoder, class_weighted_loss, optim)
         self.save_hyperparameters()
         self.seq_acc = nn.ModuleDict({stage: MeanMetric() for stage in ("val", "test")})
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from s2s.decoding.interface import Layout, Step
 from s2s.nn.attention import AttentionType, make_attention
-from s2s.nn.encoder import EncoderOutput
+from s2s.nn.encoder import EncoderOutput, check_sizes
 from s2s.nn.rnn import CellType, RNNState, make_rnn, select_state
 from s2s.tokenizer import PAD_ID
 
@@ -68,45 +68,63 @@ class DecoderState:
         )
 
 
-class RNNDecoder(nn.Module):
-    """Conditional RNN language model over a memory; implements the decoding step.
+@dataclass(frozen=True)
+class DecoderConfig:
+    """The RNN decoder's options (``model.decoder`` in recipes).
 
-    ``input_feeding``: the RNN also reads the previous attentional vector (Luong et al. 2015);
-    without it, teacher-forced training runs without a per-token loop.
+    Args:
+        embedding_size: Size of the target embeddings.
+        hidden_size: RNN size.
+        cell: Recurrent cell.
+        num_layers: Stacked RNN layers.
+        attention: ``none`` conditions every step on the encoder summary (one fixed context
+            vector); the others attend over all memory positions at every step.
+        dropout: Dropout on embeddings, between RNN layers and on the attentional vector.
+        tie_embeddings: Share the target embedding with the output layer (Press & Wolf, 2017);
+            needs ``embedding_size == hidden_size``.
+        input_feeding: The RNN also reads the previous step's attentional vector (Luong et al.
+            2015 report it gains BLEU). Off, teacher-forced training needs no per-token loop and
+            runs faster (see the README's speed table).
     """
 
-    def __init__(
-        self,
-        vocab_size: int,
-        embedding_size: int,
-        hidden_size: int,
-        memory_size: int,
-        cell: CellType = "lstm",
-        num_layers: int = 1,
-        attention: AttentionType = "bahdanau",
-        dropout: float = 0.0,
-        tie_embeddings: bool = False,
-        input_feeding: bool = True,
-    ) -> None:
+    embedding_size: int = 256
+    hidden_size: int = 256
+    cell: CellType = "lstm"
+    num_layers: int = 1
+    attention: AttentionType = "bahdanau"
+    dropout: float = 0.3
+    tie_embeddings: bool = False
+    input_feeding: bool = True
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
+        if self.tie_embeddings and self.embedding_size != self.hidden_size:
+            raise ValueError(
+                f"tie_embeddings needs embedding_size ({self.embedding_size}) == "
+                f"hidden_size ({self.hidden_size})"
+            )
+
+
+class RNNDecoder(nn.Module):
+    """Conditional RNN language model over a memory of ``memory_size`` features per position;
+    implements the decoding step."""
+
+    def __init__(self, vocab_size: int, memory_size: int, config: DecoderConfig) -> None:
         super().__init__()
-        self.cell = cell
-        self.num_layers = num_layers
-        self.hidden_size = hidden_size
-        self.input_feeding = input_feeding
-        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
-        rnn_input = embedding_size + (hidden_size if input_feeding else 0)
-        self.rnn = make_rnn(cell, rnn_input, hidden_size, num_layers, dropout)
-        self.attention = make_attention(attention, hidden_size, memory_size)
-        self.bridge = nn.Linear(memory_size, hidden_size)
-        self.combine = nn.Linear(hidden_size + memory_size, hidden_size, bias=False)
-        self.output = nn.Linear(hidden_size, vocab_size)
-        if tie_embeddings:
-            if embedding_size != hidden_size:
-                raise ValueError(
-                    f"tie_embeddings needs embedding_size ({embedding_size}) == "
-                    f"decoder hidden_size ({hidden_size})"
-                )
+        c = config
+        self.cell = c.cell
+        self.num_layers = c.num_layers
+        self.hidden_size = c.hidden_size
+        self.input_feeding = c.input_feeding
+        self.embedding = nn.Embedding(vocab_size, c.embedding_size, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(c.dropout)
+        rnn_input = c.embedding_size + (c.hidden_size if c.input_feeding else 0)
+        self.rnn = make_rnn(c.cell, rnn_input, c.hidden_size, c.num_layers, c.dropout)
+        self.attention = make_attention(c.attention, c.hidden_size, memory_size)
+        self.bridge = nn.Linear(memory_size, c.hidden_size)
+        self.combine = nn.Linear(c.hidden_size + memory_size, c.hidden_size, bias=False)
+        self.output = nn.Linear(c.hidden_size, vocab_size)
+        if c.tie_embeddings:
             self.output.weight = self.embedding.weight
 
     def init_state(self, enc: EncoderOutput) -> DecoderState:
@@ -183,3 +201,7 @@ class RNNDecoder(nn.Module):
         # In place when decoding: a beam step's (N, V) is tens of MB, and a second fresh tensor
         # of that size costs its page faults, a tenth of a beam-5 step on CPU (bench_decode.py).
         return Step(torch.log_softmax(logits, dim=-1, out=logits), state, weights)
+
+
+# Checkpoints keep the config in their hyperparameters; let torch.load(weights_only=True) read it.
+torch.serialization.add_safe_globals([DecoderConfig])

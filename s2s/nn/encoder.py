@@ -7,6 +7,7 @@ which is all the decoder sees of its input.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +15,9 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from s2s.nn.rnn import CellType, make_rnn
 from s2s.tokenizer import PAD_ID
+
+if TYPE_CHECKING:
+    from s2s.nn.decoder import DecoderConfig
 
 
 @dataclass
@@ -23,24 +27,51 @@ class EncoderOutput:
     summary: Tensor  # (B, Hm) the whole input as one vector: initialises the decoder
 
 
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The RNN encoder's options (``model.encoder`` in recipes).
+
+    Args:
+        embedding_size: Size of the subword embeddings.
+        hidden_size: RNN size of each direction.
+        cell: Recurrent cell.
+        num_layers: Stacked RNN layers.
+        bidirectional: Read the input in both directions.
+        dropout: Dropout on embeddings, between RNN layers and on the output states.
+    """
+
+    embedding_size: int = 256
+    hidden_size: int = 256
+    cell: CellType = "lstm"
+    num_layers: int = 1
+    bidirectional: bool = True
+    dropout: float = 0.3
+
+    def __post_init__(self) -> None:
+        check_sizes(self)
+
+
+def check_sizes(config: EncoderConfig | DecoderConfig) -> None:
+    """A one-line error for a size below 1 or a dropout outside [0, 1)."""
+    for name in ("embedding_size", "hidden_size", "num_layers"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if not 0 <= config.dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {config.dropout}")
+
+
 class RNNEncoder(nn.Module):
     """Embedding + (bi)directional multi-layer RNN over packed sequences: padding is never read."""
 
-    def __init__(
-        self,
-        vocab_size: int,
-        embedding_size: int,
-        hidden_size: int,
-        cell: CellType = "lstm",
-        num_layers: int = 1,
-        bidirectional: bool = True,
-        dropout: float = 0.0,
-    ) -> None:
+    def __init__(self, vocab_size: int, config: EncoderConfig) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD_ID)
-        self.dropout = nn.Dropout(dropout)
-        self.rnn = make_rnn(cell, embedding_size, hidden_size, num_layers, dropout, bidirectional)
-        self.output_size = hidden_size * (2 if bidirectional else 1)
+        c = config
+        self.embedding = nn.Embedding(vocab_size, c.embedding_size, padding_idx=PAD_ID)
+        self.dropout = nn.Dropout(c.dropout)
+        self.rnn = make_rnn(
+            c.cell, c.embedding_size, c.hidden_size, c.num_layers, c.dropout, c.bidirectional
+        )
+        self.output_size = c.hidden_size * (2 if c.bidirectional else 1)
 
     def forward(self, src: Tensor, lengths: Tensor) -> EncoderOutput:
         """``src`` (B, S) token ids, ``lengths`` (B,) real lengths (>= 1)."""
@@ -54,3 +85,7 @@ class RNNEncoder(nn.Module):
         summary = torch.cat(tuple(last_layer), dim=-1)  # (B, dirs * H)
         mask = torch.arange(src.size(1), device=src.device) < lengths.unsqueeze(1)
         return EncoderOutput(memory=self.dropout(memory), mask=mask, summary=summary)
+
+
+# Checkpoints keep the config in their hyperparameters; let torch.load(weights_only=True) read it.
+torch.serialization.add_safe_globals([EncoderConfig])

@@ -14,6 +14,8 @@ from torch import Tensor, nn
 from s2s.data import Example, TranslationBatch, collate
 from s2s.decoding.interface import Layout, Step, StepDecoder
 from s2s.models import Seq2Seq
+from s2s.nn.decoder import DecoderConfig
+from s2s.nn.encoder import EncoderConfig
 from s2s.tokenizer import BOS_ID, EOS_ID, PAD_ID
 
 Script = dict[tuple[int, ...], dict[int, float]]
@@ -113,8 +115,12 @@ def tiny_seq2seq(cell: str, attention: str) -> Callable[..., Seq2Seq]:
 
     def make(vocab_size: int, seed: int = 0) -> Seq2Seq:
         torch.manual_seed(seed)
+        sizes = dict(embedding_size=8, hidden_size=8, cell=cell)
         model = Seq2Seq(
-            vocab_size, vocab_size, embedding_size=8, hidden_size=8, cell=cell, attention=attention
+            vocab_size,
+            vocab_size,
+            EncoderConfig(**sizes),
+            DecoderConfig(**sizes, attention=attention),
         )
         for p in model.parameters():
             p.data.normal_(0.0, 0.7)

@@ -18,6 +18,7 @@ from s2s.decoding import SearchConfig, beam_search, greedy
 from s2s.io import read_lines
 from s2s.models import Captioner
 from s2s.models.self_critical import sample_log_probs
+from s2s.nn.decoder import DecoderConfig
 from s2s.nn.image_encoder import preprocessing_for
 from s2s.optim import OptimConfig
 from s2s.tokenizer import BOS_ID, EOS_ID, TokenizerConfig
@@ -53,14 +54,12 @@ def scene_data(images: Path, with_test: bool = False) -> CaptionData:
     )
 
 
-def tiny_captioner(vocab_size: int, **kwargs) -> Captioner:
+def tiny_captioner(vocab_size: int, attention: str = "bahdanau", **kwargs) -> Captioner:
     options = dict(
         backbone=CONVNET,
         backbone_args={"channels": [8, 16]},
         image_size=32,
-        embedding_size=16,
-        hidden_size=32,
-        dropout=0.0,
+        decoder=DecoderConfig(embedding_size=16, hidden_size=32, attention=attention, dropout=0.0),
         optim=OptimConfig(lr=0.03),
         search=SearchConfig(beam_size=2, max_len_b=8),
     )

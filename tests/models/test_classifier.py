@@ -10,9 +10,10 @@ from tiny import quiet_trainer
 from s2s.checkpoint import load_model
 from s2s.cli import make_cli
 from s2s.data.labelled import ClassificationData, LabelledExample, collate_classes
-from s2s.models.classifier import SequenceClassifier, pool
+from s2s.models.classifier import Pooling, SequenceClassifier, pool
 from s2s.models.labelling import balanced_class_weights
-from s2s.nn.encoder import EncoderOutput
+from s2s.nn.encoder import EncoderConfig, EncoderOutput
+from s2s.nn.rnn import CellType
 from s2s.optim import OptimConfig
 from s2s.tokenizer import TokenizerConfig
 
@@ -22,10 +23,10 @@ VOCAB = 12
 no_trainer_warning = pytest.mark.filterwarnings("ignore:.*self.trainer. reference")
 
 
-def tiny_classifier(**kwargs) -> SequenceClassifier:
+def tiny_classifier(pooling: Pooling = "final", cell: CellType = "lstm") -> SequenceClassifier:
     torch.manual_seed(0)
-    options = dict(embedding_size=8, hidden_size=8, dropout=0.0)
-    return SequenceClassifier(VOCAB, ["x", "y", "z"], **{**options, **kwargs})
+    encoder = EncoderConfig(embedding_size=8, hidden_size=8, cell=cell, dropout=0.0)
+    return SequenceClassifier(VOCAB, ["x", "y", "z"], encoder, pooling)
 
 
 def test_pooling_reads_only_real_positions():
@@ -91,9 +92,7 @@ def test_learns_an_order_task_with_imbalanced_labels(order_data):
     model = SequenceClassifier(
         data.src_vocab_size,
         data.labels,
-        embedding_size=32,
-        hidden_size=32,
-        dropout=0.0,
+        EncoderConfig(embedding_size=32, hidden_size=32, dropout=0.0),
         class_weighted_loss=True,
         optim=OptimConfig(lr=0.01),
     )

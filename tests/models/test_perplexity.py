@@ -18,6 +18,8 @@ from s2s.decoding import SearchConfig
 from s2s.models import Seq2Seq
 from s2s.models.language_model import LanguageModel
 from s2s.models.perplexity import TokenNLL
+from s2s.nn.decoder import DecoderConfig
+from s2s.nn.encoder import EncoderConfig
 from s2s.optim import OptimConfig
 from s2s.tokenizer import PAD_ID, TokenizerConfig
 
@@ -55,9 +57,8 @@ def test_translator_perplexity_is_over_all_target_tokens(copy_corpus, tmp_path):
     model = Seq2Seq(
         data.src_vocab_size,
         data.tgt_vocab_size,
-        embedding_size=8,
-        hidden_size=8,
-        dropout=0.0,
+        EncoderConfig(embedding_size=8, hidden_size=8, dropout=0.0),
+        DecoderConfig(embedding_size=8, hidden_size=8, dropout=0.0),
         optim=OptimConfig(),
         search=SearchConfig(max_len_b=3),
     )

@@ -2,12 +2,14 @@ import random
 
 import pytest
 import torch
-from tiny import quiet_trainer
+from tiny import flat_options_checkpoint, quiet_trainer
 
 from s2s.checkpoint import load_model, read_checkpoint
 from s2s.data import Example, TranslationBatch, TranslationData, collate
 from s2s.decoding import SearchConfig, greedy
 from s2s.models import Seq2Seq
+from s2s.nn.decoder import DecoderConfig
+from s2s.nn.encoder import EncoderConfig
 from s2s.optim import OptimConfig
 from s2s.tokenizer import PAD_ID, TokenizerConfig
 
@@ -20,12 +22,19 @@ SYMBOLS = range(4, VOCAB)
 no_trainer_warning = pytest.mark.filterwarnings("ignore:.*self.trainer. reference")
 
 
-def tiny_model(cell: str = "lstm", attention: str = "bahdanau", **kwargs) -> Seq2Seq:
+def tiny_model(
+    cell: str = "lstm", attention: str = "bahdanau", bidirectional: bool | None = None, **kwargs
+) -> Seq2Seq:
+    """8-unit encoder and decoder; ``kwargs`` are decoder options, or Seq2Seq's own."""
     torch.manual_seed(0)
-    options = dict(embedding_size=8, hidden_size=8, cell=cell, attention=attention, dropout=0.0)
+    own = {k: kwargs.pop(k) for k in ("label_smoothing",) if k in kwargs}
     # luong_dot needs decoder and encoder outputs of the same size: a unidirectional encoder.
-    options["bidirectional"] = attention != "luong_dot"
-    return Seq2Seq(VOCAB, VOCAB, **{**options, **kwargs})
+    if bidirectional is None:
+        bidirectional = attention != "luong_dot"
+    sizes = dict(embedding_size=8, hidden_size=8, cell=cell, dropout=0.0)
+    encoder = EncoderConfig(**sizes, bidirectional=bidirectional)
+    decoder = DecoderConfig(**sizes, attention=attention, **kwargs)
+    return Seq2Seq(VOCAB, VOCAB, encoder, decoder, **own)
 
 
 def batch_of(pairs: list[tuple[list[int], list[int]]]) -> TranslationBatch:
@@ -134,7 +143,10 @@ def test_learns_to_reverse_sequences():
     """A tiny model learns to reverse 3-6 symbols: > 95% of unseen sequences exactly right."""
     torch.manual_seed(0)
     model = Seq2Seq(
-        VOCAB, VOCAB, embedding_size=16, hidden_size=32, attention="luong_general", dropout=0.0
+        VOCAB,
+        VOCAB,
+        EncoderConfig(embedding_size=16, hidden_size=32, dropout=0.0),
+        DecoderConfig(embedding_size=16, hidden_size=32, attention="luong_general", dropout=0.0),
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=0.005)
     rng = random.Random(0)
@@ -168,10 +180,8 @@ def test_checkpoint_of_a_python_built_model(copy_corpus, tmp_path):
     model = Seq2Seq(
         data.src_vocab_size,
         data.tgt_vocab_size,
-        embedding_size=8,
-        hidden_size=8,
-        cell="gru",
-        attention="luong_general",
+        EncoderConfig(embedding_size=8, hidden_size=8, cell="gru"),
+        DecoderConfig(embedding_size=8, hidden_size=8, cell="gru", attention="luong_general"),
         optim=optim,
         search=search,
     )
@@ -184,7 +194,13 @@ def test_checkpoint_of_a_python_built_model(copy_corpus, tmp_path):
     loaded = load_model(path)
     assert isinstance(loaded, Seq2Seq) and not loaded.training
     assert (loaded.optim, loaded.search) == (optim, search)
-    assert (loaded.hparams.cell, loaded.hparams.attention) == ("gru", "luong_general")
+    assert loaded.hparams.encoder == model.hparams.encoder
+    assert (loaded.hparams.decoder.cell, loaded.hparams.decoder.attention) == (
+        "gru",
+        "luong_general",
+    )
     assert loaded.tokenizers == {"src": data.src_tokenizer, "tgt": data.tgt_tokenizer}
+    flat = load_model(flat_options_checkpoint(path, tmp_path / "flat.ckpt"))  # older s2s
+    assert dict(flat.hparams) == dict(loaded.hparams)
     state = model.state_dict()
     assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())

@@ -7,16 +7,17 @@ from tiny import quiet_trainer
 
 from s2s.data.labelled import LabelledBatch, LabelledExample, TaggingData, collate_tags
 from s2s.models.tagger import SequenceTagger
+from s2s.nn.encoder import EncoderConfig
 from s2s.optim import OptimConfig
 from s2s.tokenizer import IGNORE, TokenizerConfig
 
 VOCAB = 12
 
 
-def tiny_tagger(**kwargs) -> SequenceTagger:
+def tiny_tagger() -> SequenceTagger:
     torch.manual_seed(0)
-    options = dict(embedding_size=8, hidden_size=8, dropout=0.0)
-    return SequenceTagger(VOCAB, ["p", "q", "r"], **{**options, **kwargs})
+    encoder = EncoderConfig(embedding_size=8, hidden_size=8, dropout=0.0)
+    return SequenceTagger(VOCAB, ["p", "q", "r"], encoder)
 
 
 def test_bidirectional_by_default_with_one_score_per_tag_and_position():
@@ -30,7 +31,7 @@ class FixedPredictions(SequenceTagger):
     """A tagger whose predictions are given: to check what the metrics count."""
 
     def __init__(self, predictions: torch.Tensor) -> None:
-        super().__init__(VOCAB, ["p", "q", "r"], embedding_size=4, hidden_size=4)
+        super().__init__(VOCAB, ["p", "q", "r"], EncoderConfig(embedding_size=4, hidden_size=4))
         self.predictions = predictions
 
     def scores(self, batch: LabelledBatch) -> torch.Tensor:
@@ -78,10 +79,7 @@ def fit_and_test(data: TaggingData, bidirectional: bool) -> dict[str, float]:
     model = SequenceTagger(
         data.src_vocab_size,
         data.labels,
-        embedding_size=32,
-        hidden_size=32,
-        bidirectional=bidirectional,
-        dropout=0.0,
+        EncoderConfig(embedding_size=32, hidden_size=32, bidirectional=bidirectional, dropout=0.0),
         optim=OptimConfig(lr=0.01),
     )
     trainer = quiet_trainer(max_epochs=6, num_sanity_val_steps=0, default_root_dir=data.data_dir)

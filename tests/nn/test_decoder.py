@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from s2s.decoding.interface import Layout
-from s2s.nn.decoder import RNNDecoder
+from s2s.nn.decoder import DecoderConfig, RNNDecoder
 from s2s.nn.encoder import EncoderOutput
 
 VOCAB = 11
@@ -10,8 +10,8 @@ VOCAB = 11
 
 def decoder(cell="lstm", attention="bahdanau", **kwargs) -> RNNDecoder:
     torch.manual_seed(0)
-    options = dict(cell=cell, num_layers=2, attention=attention)
-    return RNNDecoder(VOCAB, 6, 6, memory_size=6, **{**options, **kwargs}).eval()
+    options = dict(cell=cell, num_layers=2, attention=attention, dropout=0.0)
+    return RNNDecoder(VOCAB, 6, DecoderConfig(6, 6, **{**options, **kwargs})).eval()
 
 
 def encoder_output() -> EncoderOutput:
@@ -110,4 +110,4 @@ def test_tie_embeddings_size_mismatch_is_a_clear_error():
     with pytest.raises(
         ValueError, match=r"tie_embeddings.*embedding_size \(6\).*hidden_size \(8\)"
     ):
-        RNNDecoder(VOCAB, 6, 8, memory_size=8, tie_embeddings=True)
+        DecoderConfig(embedding_size=6, hidden_size=8, tie_embeddings=True)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from s2s.nn.encoder import RNNEncoder
+from s2s.nn.encoder import EncoderConfig, RNNEncoder
 from s2s.nn.rnn import make_rnn
 
 CELLS = ["lstm", "gru", "rnn"]
@@ -19,7 +19,8 @@ def sources(width: int, pad: str) -> torch.Tensor:
 @pytest.mark.parametrize("cell", CELLS)
 def test_padding_is_never_read(cell, bidirectional):
     torch.manual_seed(0)
-    encoder = RNNEncoder(20, 6, 5, cell=cell, num_layers=2, bidirectional=bidirectional).eval()
+    config = EncoderConfig(6, 5, cell, num_layers=2, bidirectional=bidirectional, dropout=0.0)
+    encoder = RNNEncoder(20, config).eval()
     out = encoder(sources(5, "zeros"), LENGTHS)
     wide = encoder(sources(8, "random"), LENGTHS)  # other padding ids, 3 more columns
     assert out.memory.shape == (3, 5, encoder.output_size) and wide.memory.shape[1] == 8
@@ -34,7 +35,7 @@ def test_padding_is_never_read(cell, bidirectional):
 def test_summary_is_the_last_layer_final_state(cell):
     """Forward direction: output at the last real position; backward: output at position 0."""
     torch.manual_seed(0)
-    encoder = RNNEncoder(20, 6, 5, cell=cell, num_layers=2, bidirectional=True).eval()
+    encoder = RNNEncoder(20, EncoderConfig(6, 5, cell, num_layers=2, dropout=0.0)).eval()
     out = encoder(sources(5, "zeros"), LENGTHS)
     last = out.memory[torch.arange(3), LENGTHS - 1, :5]
     first = out.memory[:, 0, 5:]

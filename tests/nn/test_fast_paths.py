@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from s2s.models import Seq2Seq
-from s2s.nn.decoder import RNNDecoder
+from s2s.nn.decoder import DecoderConfig, RNNDecoder
 from s2s.nn.encoder import EncoderOutput
 from s2s.tokenizer import PAD_ID
 
@@ -16,16 +16,8 @@ TGT_IN, TARGET = TGT[:, :-1], TGT[:, 1:]
 
 def decoder(cell: str, attention: str, input_feeding: bool) -> RNNDecoder:
     torch.manual_seed(0)
-    return RNNDecoder(
-        VOCAB,
-        SIZE,
-        SIZE,
-        memory_size=SIZE,
-        cell=cell,
-        num_layers=2,
-        attention=attention,
-        input_feeding=input_feeding,
-    )
+    config = DecoderConfig(SIZE, SIZE, cell, 2, attention, dropout=0.0, input_feeding=input_feeding)
+    return RNNDecoder(VOCAB, SIZE, config)
 
 
 def encoder_output() -> EncoderOutput:
@@ -103,8 +95,8 @@ def test_teacher_forcing_ratio_below_one_steps_on_own_predictions(input_feeding)
 
 def test_seq2seq_threads_input_feeding_to_the_decoder():
     fed, unfed = (
-        Seq2Seq(VOCAB, VOCAB, embedding_size=8, hidden_size=4, input_feeding=feeding)
+        Seq2Seq(VOCAB, VOCAB, decoder=DecoderConfig(8, 4, input_feeding=feeding))
         for feeding in (True, False)
     )
     assert fed.decoder.rnn.input_size == 8 + 4 and unfed.decoder.rnn.input_size == 8
-    assert unfed.hparams.input_feeding is False
+    assert unfed.hparams.decoder.input_feeding is False

@@ -6,6 +6,8 @@ from s2s.data import make_batches
 from s2s.decoding import beam_search, greedy
 from s2s.io import read_lines
 from s2s.models import Seq2Seq
+from s2s.nn.decoder import DecoderConfig
+from s2s.nn.encoder import EncoderConfig
 
 tool = load_tool("export")
 
@@ -55,12 +57,8 @@ def test_other_cells_and_attention(cell, attention, exported, batches, tmp_path)
     model = Seq2Seq(
         trained.hparams.src_vocab_size,
         trained.hparams.tgt_vocab_size,
-        embedding_size=8,
-        hidden_size=8,
-        cell=cell,
-        encoder_layers=2,
-        decoder_layers=2,
-        attention=attention,
+        EncoderConfig(8, 8, cell, num_layers=2),
+        DecoderConfig(8, 8, cell, num_layers=2, attention=attention),
     ).eval()
     model.tokenizers = trained.tokenizers
     tool.export(model, tmp_path)
