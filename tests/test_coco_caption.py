@@ -8,7 +8,7 @@ from pycocoevalcap.cider.cider import Cider
 from pycocoevalcap.rouge.rouge import Rouge
 
 from s2s import coco_caption
-from s2s.coco_caption import coco_scores, ptb_tokenize
+from s2s.coco_caption import CiderD, coco_scores, ptb_tokenize
 
 WORDS = ["a", "the", "dog", "Dog", "man's", "don't", "red", "T-shirt", "runs", "on", "grass"]
 PUNCT = ["", "", "", ",", ".", "!", "?", ";", " --", " (", ")", '"', "..."]
@@ -50,6 +50,33 @@ def test_scores_equal_pycocoevalcap_on_tokenized_captions():
     assert 0 < scores["coco_bleu4"] < scores["coco_bleu1"] < 100  # not degenerate
     # References scored against the wrong images score lower: the pairing matters.
     assert coco_scores(hyps, refs[1:] + refs[:1])["cider_d"] < scores["cider_d"]
+
+
+def test_cider_d_with_the_scored_references_as_corpus_equals_pycocoevalcap():
+    rng = random.Random(1)
+    refs = [[_caption(rng) for _ in range(rng.randint(1, 5))] for _ in range(200)]
+    hyps = [rng.choice(rs) if rng.random() < 0.3 else _caption(rng) for rs in refs]
+    gts = {i: [ptb_tokenize(r) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [ptb_tokenize(h)] for i, h in enumerate(hyps)}
+    _, expected = Cider().compute_score(gts, res)
+    scores = CiderD(refs)(hyps, refs)
+    assert scores == pytest.approx(list(expected), abs=1e-9)
+    assert len(set(scores)) > 100  # varied, not all zero
+
+
+def test_cider_d_weights_come_from_its_corpus_not_the_batch():
+    """An n-gram rare in the corpus weighs more: the same caption and references score
+    differently under two corpora, and the same under one corpus whatever shares the batch."""
+    hyp, refs = "a dog runs", ["a dog runs on grass"]
+    common = CiderD([["a dog runs"]] * 9 + [["a cat sits"]])
+    rare = CiderD([["a cat sits"]] * 9 + [["a dog runs"]])
+    assert rare([hyp], [refs])[0] != pytest.approx(common([hyp], [refs])[0])
+    alone = rare([hyp], [refs])[0]
+    assert rare([hyp, "a cat sits"], [refs, ["a cat sits"]])[0] == alone
+    with pytest.raises(ValueError, match="non-empty corpus"):
+        CiderD([])
+    with pytest.raises(ValueError, match="2 hypotheses but 1 reference sets"):
+        rare(["a", "b"], [["a"]])
 
 
 def test_cider_d_clips_and_penalises_length():

@@ -460,6 +460,11 @@ class CaptionData(L.LightningDataModule):
     def tgt_vocab_size(self) -> int:
         return self.tgt_tokenizer.vocab_size
 
+    @property
+    def train_references(self) -> list[list[str]]:
+        """Every training image's captions: the corpus of self-critical training's CIDEr-D."""
+        return [list(item.captions) for item in self._train_items]
+
     def setup(self, stage: str) -> None:
         if self.preprocessing is None:
             raise ValueError(

@@ -13,7 +13,7 @@ from typing import Any
 
 from torch import Tensor
 
-from s2s.coco_caption import coco_scores, meteor
+from s2s.coco_caption import CiderD, coco_scores, meteor
 from s2s.data.captions import CaptionBatch, coco_results
 from s2s.data.images import Preprocessing
 from s2s.decoding import SearchConfig
@@ -99,6 +99,7 @@ class Captioner(EncoderDecoderModule):
             )
         self.self_critical, self.scst_samples = self_critical, scst_samples
         self.scst_baseline: Baseline = scst_baseline
+        self.cider: CiderD | None = None  # set at fit from the training captions
         self.unfreeze_encoder_at = unfreeze_encoder_at
         self.encoder_lr = encoder_lr
         self.attention_regularization = attention_regularization
@@ -144,6 +145,17 @@ class Captioner(EncoderDecoderModule):
         ]
         return configure_optimizers(groups, self.optim)
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit" and self.self_critical:
+            data = getattr(self.trainer, "datamodule", None)
+            if not hasattr(data, "train_references"):
+                raise ValueError(
+                    "self-critical training needs a captioning data module (CaptionData): its "
+                    "training captions give the reward's CIDEr-D document frequencies"
+                )
+            self.cider = CiderD(data.train_references)
+
     def training_step(self, batch: CaptionBatch, batch_idx: int) -> Tensor:
         if not self.self_critical:
             return super().training_step(batch, batch_idx)
@@ -151,7 +163,12 @@ class Captioner(EncoderDecoderModule):
         self.eval()
         try:
             loss, reward = self_critical_loss(
-                self, batch, self.scst_samples, self.scst_baseline, self.search.max_len_b
+                self,
+                batch,
+                self.scst_samples,
+                self.scst_baseline,
+                self.search.max_len_b,
+                self.cider,
             )
         finally:
             self.train()

@@ -1,10 +1,12 @@
 """Self-critical sequence training (Rennie et al., 2017): optimise a captioner's CIDEr-D directly.
 
 For each image, ``num_samples`` captions are sampled from the model; each sample's reward is its
-CIDEr-D against the image's references, minus a baseline: the CIDEr-D of the model's own greedy
-caption (Rennie et al.), or the mean reward of the image's other samples (Luo, 2020, "A Better
-Variant of Self-Critical Sequence Training"). REINFORCE then raises the log-probability of the
-samples that beat the baseline and lowers that of the others. Sampling and greedy decoding are the
+CIDEr-D against the image's references (with the training captions' document frequencies, as
+the public self-critical.pytorch code has it, so that a reward does not depend on the batch),
+minus a baseline: the CIDEr-D of the model's own greedy caption (Rennie et al.), or the mean
+reward of the image's other samples (Luo, 2020, "A Better Variant of Self-Critical Sequence
+Training"). REINFORCE then raises the log-probability of the samples that beat the baseline and
+lowers that of the others. Sampling and greedy decoding are the
 shared ``s2s.decoding`` ones; the samples' log-probabilities are recomputed with gradients by one
 teacher-forced pass, each image encoded once for all its samples.
 """
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from s2s.coco_caption import cider_d
+from s2s.coco_caption import CiderD
 from s2s.data.batching import pad
 from s2s.decoding import SamplingConfig, greedy, sample
 from s2s.decoding.interface import Layout
@@ -27,10 +29,11 @@ Baseline = Literal["greedy", "mean"]
 
 
 def self_critical_loss(
-    model: Any, batch: Any, num_samples: int, baseline: Baseline, max_len: int
+    model: Any, batch: Any, num_samples: int, baseline: Baseline, max_len: int, cider: CiderD
 ) -> tuple[Tensor, Tensor]:
     """The REINFORCE loss of one batch of images with its references, and the samples' mean
-    reward (CIDEr-D). ``model`` is a captioner: ``tokenizers``, the step interface, ``forward``.
+    reward (``cider``: CIDEr-D with the training corpus's document frequencies). ``model`` is a
+    captioner: ``tokenizers``, the step interface, ``forward``.
 
     The model should be in eval mode (no dropout), so that the log-probabilities trained are those
     of the policy that sampled.
@@ -43,11 +46,11 @@ def self_critical_loss(
     texts = [tok.decode(h.tokens) for h in samples]
     if baseline == "greedy":
         greedy_texts = [tok.decode(h.tokens) for h in greedy(model, batch, max_len_b=max_len)]
-        scores = cider_d(texts + greedy_texts, refs + list(batch.refs))
+        scores = cider(texts + greedy_texts, refs + list(batch.refs))
         rewards = torch.tensor(scores[: len(texts)])
         base = torch.tensor(scores[len(texts) :]).repeat_interleave(num_samples)
     else:
-        rewards = torch.tensor(cider_d(texts, refs))
+        rewards = torch.tensor(cider(texts, refs))
         per_image = rewards.view(-1, num_samples)
         base = ((per_image.sum(1, keepdim=True) - per_image) / (num_samples - 1)).flatten()
     advantage = (rewards - base).to(batch_device(batch))

@@ -9,7 +9,7 @@ from PIL import Image
 from tiny import quiet_trainer, write_scenes
 
 from s2s.checkpoint import load_model
-from s2s.coco_caption import cider_d
+from s2s.coco_caption import CiderD
 from s2s.data import CaptionData, TsvCaptions
 from s2s.data.batching import pad
 from s2s.data.captions import image_batch
@@ -207,7 +207,8 @@ def greedy_cider_d(model: Captioner, images: Path) -> float:
     """Mean CIDEr-D of the model's greedy captions of the scenes."""
     batch = image_batch([load_image(images / n) for n in SCENES], model.preprocessing.transform())
     texts = [model.tokenizers["tgt"].decode(h.tokens) for h in greedy(model.eval(), batch)]
-    return sum(cider_d(texts, [[caption(*c)] for c in SCENES.values()])) / len(SCENES)
+    refs = [[caption(*c)] for c in SCENES.values()]
+    return sum(CiderD(refs)(texts, refs)) / len(SCENES)
 
 
 def test_sample_log_probs_equal_a_teacher_forced_pass_per_sample(tmp_path):
