@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import fields, replace
 from typing import TypeVar
 
 import lightning as L
 import torch
+from jsonargparse import ActionConfigFile, ArgumentParser, Namespace
 
 from s2s.checkpoint import load_model
 from s2s.decoding import SamplingConfig, SearchConfig
@@ -18,7 +18,16 @@ from s2s.decoding.ensemble import Ensemble
 M = TypeVar("M", bound=L.LightningModule)
 
 
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+def script_parser(prog: str, description: str | None) -> ArgumentParser:
+    """The parser of a console script: jsonargparse, so that its options are typed and can also
+    come from a YAML file (``--config decode.yaml``, keys spelled with underscores: ``n_best:
+    3``), and ``--print_config`` shows them all."""
+    parser = ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these options")
+    return parser
+
+
+def add_device_arguments(parser: ArgumentParser) -> None:
     """``--device`` and ``--bf16``, for ``load_model(..., map_location=args.device,
     dtype=args.dtype)``."""
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -33,7 +42,7 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_checkpoints_argument(parser: argparse.ArgumentParser, what: str) -> None:
+def add_checkpoints_argument(parser: ArgumentParser, what: str) -> None:
     """``--ckpt``, repeatable: the checkpoints of ``what`` (e.g. "captioner") to decode with, as
     one ensemble when there are several."""
     parser.add_argument(
@@ -45,7 +54,7 @@ def add_checkpoints_argument(parser: argparse.ArgumentParser, what: str) -> None
     )
 
 
-def load_model_of_type(args: argparse.Namespace, model_type: type[M], prog: str) -> M:
+def load_model_of_type(args: Namespace, model_type: type[M], prog: str) -> M:
     """The model of ``args.ckpt`` on ``args.device`` in ``args.dtype``; exits with one line naming
     the file if it cannot be read or holds another kind of model than the script decodes with."""
     return _of_type(
@@ -54,7 +63,7 @@ def load_model_of_type(args: argparse.Namespace, model_type: type[M], prog: str)
 
 
 def load_ensemble_of_type(
-    args: argparse.Namespace, model_type: type[M], prog: str
+    args: Namespace, model_type: type[M], prog: str
 ) -> tuple[M | Ensemble, M]:
     """What to decode with: the model of ``args.ckpt`` (a list of paths), or the
     :class:`Ensemble` of the models of several; and the first model, whose tokenizers and search
@@ -98,7 +107,7 @@ def _of_type(path: str, model: L.LightningModule, model_type: type[M], prog: str
     return model
 
 
-def search_config(search: SearchConfig, args: argparse.Namespace, prog: str) -> SearchConfig:
+def search_config(search: SearchConfig, args: Namespace, prog: str) -> SearchConfig:
     """The recipe's beam search with the command line's ``--beam``, ``--n-best``, ``--max-len``
     and, where the script has it, ``--length-penalty``; a bad value exits with one line."""
     if args.beam is not None and args.n_best > args.beam:
@@ -117,7 +126,7 @@ def search_config(search: SearchConfig, args: argparse.Namespace, prog: str) -> 
         sys.exit(f"{prog}: {e}")
 
 
-def sampling_config(search: SearchConfig, args: argparse.Namespace, prog: str) -> SamplingConfig:
+def sampling_config(search: SearchConfig, args: Namespace, prog: str) -> SamplingConfig:
     """Sampling under the same constraints as ``search`` (length limits, ``min_len``, n-gram
     blocking) with the command line's temperature, top-k, top-p and seed."""
     constraints = {f.name: getattr(search, f.name) for f in fields(Constraints)}

@@ -8,12 +8,12 @@ caption of each image in the COCO results format (``s2s test`` writes ``test_res
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 from pathlib import Path
 
+from jsonargparse import Namespace
 from PIL import Image
 
 from s2s.data.captions import coco_results, image_batch
@@ -26,6 +26,7 @@ from s2s.scripts import (
     add_device_arguments,
     load_ensemble_of_type,
     members,
+    script_parser,
     search_config,
 )
 from s2s.tokenizer import EOS_ID
@@ -34,8 +35,8 @@ from s2s.visualize import save_attention_overlay
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="s2s-caption", description=__doc__)
+def parse_args(argv: list[str] | None) -> Namespace:
+    p = script_parser("s2s-caption", __doc__)
     p.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
     add_checkpoints_argument(p, "captioner")
     p.add_argument("--beam", type=int, help="beam size (default: the recipe's)")
@@ -78,7 +79,7 @@ def readable_images(paths: list[Path]) -> list[tuple[Path, Image.Image]]:
     return images
 
 
-def check_attention(models: list[Captioner], args: argparse.Namespace) -> None:
+def check_attention(models: list[Captioner], args: Namespace) -> None:
     """For ``--attention-png``, every model attends over the same grid of regions; else one line
     naming the checkpoint."""
     first, size = models[0], models[0].preprocessing.crop_size

@@ -11,20 +11,21 @@ Sampling goes through ``s2s.decoding.sample`` (temperature, top-k, top-p); a low
 
 from __future__ import annotations
 
-import argparse
 import sys
+
+from jsonargparse import Namespace
 
 from s2s.data.text_stream import make_prompts
 from s2s.decoding import SamplingConfig, sample
 from s2s.io import DataError, read_line_runs
 from s2s.models.language_model import LanguageModel
-from s2s.scripts import add_device_arguments, load_model_of_type
+from s2s.scripts import add_device_arguments, load_model_of_type, script_parser
 
 CHUNK_LINES = 256  # most prompts read at once
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="s2s-sample", description=__doc__)
+def parse_args(argv: list[str] | None) -> Namespace:
+    p = script_parser("s2s-sample", __doc__)
     p.add_argument("--ckpt", required=True, help="language model checkpoint written by `s2s fit`")
     p.add_argument("--prompt", default="", help="text to continue (default: a line from scratch)")
     p.add_argument("--input", help="continue each line of this file (- for stdin) instead")
@@ -63,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"s2s-sample: {e}")
 
 
-def samples(
-    model: LanguageModel, text: str, config: SamplingConfig, args: argparse.Namespace
-) -> list[str]:
+def samples(model: LanguageModel, text: str, config: SamplingConfig, args: Namespace) -> list[str]:
     """``args.num_samples`` continuations of ``text``, each after it. Each prompt is sampled alone,
     so its samples depend on the seed only, not on the prompts around it (as ``s2s serve``)."""
     tokenizer = model.tokenizers["tgt"]

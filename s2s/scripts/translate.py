@@ -18,7 +18,6 @@ gives an empty line, as in translation; an empty reference is scored (its EOS on
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -26,6 +25,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TextIO, TypeVar
+
+from jsonargparse import Namespace
 
 from s2s.data.translation import (
     LINES_MAX_LEN,
@@ -43,6 +44,7 @@ from s2s.scripts import (
     load_ensemble_of_type,
     members,
     sampling_config,
+    script_parser,
     search_config,
 )
 from s2s.tokenizer import EOS_ID
@@ -52,8 +54,8 @@ CHUNK_LINES = 1000  # most consecutive input lines batched together: a kill lose
 T = TypeVar("T")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="s2s-translate", description=__doc__)
+def parse_args(argv: list[str] | None) -> Namespace:
+    p = script_parser("s2s-translate", __doc__)
     add_checkpoints_argument(p, "translator")
     p.add_argument("--input", default="-", help="text file (plain or .gz); - for stdin")
     p.add_argument("--output", default="-", help="output file; - for stdout")
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"s2s-translate: {e}")
 
 
-def run_translation(model: Seq2Seq, decoder: Seq2Seq | Ensemble, args: argparse.Namespace) -> None:
+def run_translation(model: Seq2Seq, decoder: Seq2Seq | Ensemble, args: Namespace) -> None:
     """Translate ``args.input`` into ``args.output`` as the options say."""
     search = search_config(model.search, args, "s2s-translate")
     config = search
@@ -115,14 +117,14 @@ def run_translation(model: Seq2Seq, decoder: Seq2Seq | Ensemble, args: argparse.
         write_translations(model, decoder, runs, config, args, out)
 
 
-def run_scoring(model: Seq2Seq, decoder: Seq2Seq | Ensemble, args: argparse.Namespace) -> None:
+def run_scoring(model: Seq2Seq, decoder: Seq2Seq | Ensemble, args: Namespace) -> None:
     """Score the references ``args.score`` of ``args.input`` into ``args.output``."""
     lines, references = read_references(args.input, args.score)
     with open_output(args.output) as out:
         write_scores(model, decoder, lines, references, args, out)
 
 
-def check_score_options(args: argparse.Namespace) -> None:
+def check_score_options(args: Namespace) -> None:
     """Exits with one line if ``--score`` comes with an option that only translation has."""
     translation_only = {
         "--beam": args.beam is not None,
@@ -152,7 +154,7 @@ def write_scores(
     decoder: Seq2Seq | Ensemble,
     lines: list[str],
     references: list[str],
-    args: argparse.Namespace,
+    args: Namespace,
     out: TextIO,
 ) -> None:
     """Per input line, ``TOTAL<TAB>LP1 ... LPeos`` of its reference under ``decoder``, flushed
@@ -171,7 +173,7 @@ def forced_scores(
     decoder: Seq2Seq | Ensemble,
     lines: list[str],
     targets: list[list[int]],
-    args: argparse.Namespace,
+    args: Namespace,
 ) -> Iterator[list[tuple[int, list[float]]]]:
     """After each batch, the lines newly scored in input order: (index in ``lines``, per-token
     log-probabilities of its target)."""
@@ -194,7 +196,7 @@ def write_translations(
     decoder: Seq2Seq | Ensemble,
     runs: Iterable[list[str]],
     config: SearchConfig | SamplingConfig,
-    args: argparse.Namespace,
+    args: Namespace,
     out: TextIO,
 ) -> None:
     """The translations of consecutive runs of input lines into ``out``, flushed batch by batch
@@ -227,7 +229,7 @@ def translations(
     decoder: Seq2Seq | Ensemble,
     lines: list[str],
     config: SearchConfig | SamplingConfig,
-    args: argparse.Namespace,
+    args: Namespace,
 ) -> Iterator[list[tuple[int, list[Hypothesis]]]]:
     """After each batch, the lines newly translated in input order: (index in ``lines``, n-best)."""
     return lines_in_order(model, lines, args, lambda batch: decode(decoder, batch, config))
@@ -236,7 +238,7 @@ def translations(
 def lines_in_order(
     model: Seq2Seq,
     lines: list[str],
-    args: argparse.Namespace,
+    args: Namespace,
     process: Callable[[TranslationBatch], list[T]],
 ) -> Iterator[list[tuple[int, T]]]:
     """:func:`in_input_order` with the command line's batch size, length limit and device."""
@@ -250,7 +252,7 @@ def lines_in_order(
     )
 
 
-def output_line(model: Seq2Seq, line: str, hyp: Hypothesis, args: argparse.Namespace) -> str:
+def output_line(model: Seq2Seq, line: str, hyp: Hypothesis, args: Namespace) -> str:
     """The output line of ``hyp``, its scores first with ``--print-scores``; empty for a blank
     input line."""
     if not line.strip():
@@ -259,9 +261,7 @@ def output_line(model: Seq2Seq, line: str, hyp: Hypothesis, args: argparse.Names
     return f"{hyp.score:.6f}\t{hyp.normalized_score:.6f}\t{text}" if args.print_scores else text
 
 
-def draw_attention(
-    model: Seq2Seq, line: str, hyp: Hypothesis, args: argparse.Namespace, i: int
-) -> None:
+def draw_attention(model: Seq2Seq, line: str, hyp: Hypothesis, args: Namespace, i: int) -> None:
     """``{--attention-png}/{i + 1:05d}.png``: the attention of ``hyp`` over ``line``."""
     src_tok, tgt_tok = model.tokenizers["src"], model.tokenizers["tgt"]
     src_ids = [*src_tok.encode(line)[: args.max_src_len], EOS_ID]

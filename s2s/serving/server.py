@@ -10,7 +10,6 @@ and ``GET /`` is a page to try the models in a browser. Requests that arrive wit
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import fields
@@ -19,11 +18,12 @@ from importlib import resources
 import litserve as ls
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from jsonargparse import Namespace
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse
 
 from s2s.models import Captioner, LanguageModel, Seq2Seq
-from s2s.scripts import add_checkpoints_argument, check_members, load_models
+from s2s.scripts import add_checkpoints_argument, check_members, load_models, script_parser
 from s2s.serving.apis import CaptionAPI, ModelAPI, SampleAPI, TranslateAPI
 from s2s.serving.requests import Limits
 
@@ -34,8 +34,8 @@ API_OF_MODEL: dict[type, type[ModelAPI]] = {
 }
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="s2s serve", description=__doc__)
+def parse_args(argv: list[str] | None) -> Namespace:
+    p = script_parser("s2s serve", __doc__)
     add_checkpoints_argument(p, "a translator, captioner or language model")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to accept other machines")
     p.add_argument("--port", type=int, default=8000)
@@ -81,7 +81,7 @@ def group_checkpoints(paths: list[str]) -> dict[type[ModelAPI], list[str]]:
 
 
 def build_server(
-    groups: dict[type[ModelAPI], list[str]], limits: Limits, args: argparse.Namespace
+    groups: dict[type[ModelAPI], list[str]], limits: Limits, args: Namespace
 ) -> ls.LitServer:
     """A LitServer with one API per kind of model and the try-it page at ``/``."""
     apis = [

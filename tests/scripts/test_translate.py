@@ -122,6 +122,21 @@ def test_n_best(tmp_path, ckpt, input_file):
     assert all(a != b for a, b, line in zip(two[::2], two[1::2], LINES, strict=True) if line)
 
 
+def test_options_from_a_config_file(tmp_path, ckpt, input_file, capsys):
+    """``--config`` reads the same options from YAML (underscored keys); the command line after
+    it wins, and ``--print_config`` shows the options in that form."""
+    flags = translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file), "--n-best", "2")
+    config = tmp_path / "decode.yaml"
+    config.write_text(f"ckpt: [{ckpt}]\ninput: {input_file}\nn_best: 3\nprint_scores: true\n")
+    assert len(translate(tmp_path, "--config", str(config))) == 3 * len(LINES)
+    scored = translate(tmp_path, "--config", str(config), "--n-best", "2")
+    assert [line.split("\t")[-1] for line in scored] == flags
+    with pytest.raises(SystemExit):
+        main(["--config", str(config), "--print_config"])
+    printed = capsys.readouterr().out
+    assert "n_best: 3" in printed and "print_scores: true" in printed
+
+
 def test_max_len_limits_outputs(tmp_path, ckpt, input_file):
     outputs = translate(tmp_path, "--ckpt", str(ckpt), "--input", str(input_file), "--max-len", "2")
     assert len(outputs) == len(LINES)
