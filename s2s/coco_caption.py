@@ -15,7 +15,7 @@ import math
 import re
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from pycocoevalcap.bleu.bleu import Bleu
 from pycocoevalcap.cider.cider import Cider
@@ -117,14 +117,18 @@ class CiderD:
         return 10.0 * total / _N / len(refs)
 
 
-def meteor(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> float | None:
-    """METEOR 1.5 (x100) of ``hyps`` against ``refs`` after :func:`ptb_tokenize`, by the jar that
-    pycocoevalcap ships; None where Java is missing (said once per process)."""
+def meteor(
+    hyps: Sequence[str],
+    refs: Sequence[Sequence[str]],
+    tokenize: Callable[[str], str] = ptb_tokenize,
+) -> float | None:
+    """METEOR 1.5 (x100, English, ``-norm``) of ``hyps`` against ``refs`` after ``tokenize``, by
+    the jar that pycocoevalcap ships; None where Java is missing (said once per process)."""
     if shutil.which("java") is None:
         _no_java()
         return None
-    gts = {i: [ptb_tokenize(r) for r in rs] for i, rs in enumerate(refs)}
-    res = {i: [ptb_tokenize(h)] for i, h in enumerate(hyps)}
+    gts = {i: [tokenize(r) for r in rs] for i, rs in enumerate(refs)}
+    res = {i: [tokenize(h)] for i, h in enumerate(hyps)}
     scorer = Meteor()  # a Java process, ended here rather than whenever Python collects it
     try:
         score, _ = scorer.compute_score(gts, res)

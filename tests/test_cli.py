@@ -1,6 +1,7 @@
 import dataclasses
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import torch
 import yaml
 from tiny import config, flat_options_checkpoint, run_cli_subprocess, write_config, write_corpus
 
+from s2s import coco_caption
 from s2s.checkpoint import load_model
 from s2s.cli import make_cli
 from s2s.decoding import SearchConfig
@@ -146,6 +148,33 @@ def test_test_reports_scores_of_its_hypotheses_file(copy_run, tmp_path, capsys):
     assert re.search(rf"BLEU = {expected.bleu:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
     assert re.search(rf"chrF = {expected.chrf:.2f} \(nrefs:1\|case:mixed\|.*\|version:", out)
     assert re.search(rf"BLEU lowercased = {expected.bleu_lc_tok:.2f} \(nrefs:1\|case:lc\|", out)
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="METEOR needs Java")
+def test_test_reports_meteor_for_english_targets_only(copy_run, tmp_path, caplog):
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "val", "test"):
+        shutil.copy(copy_run / "data" / f"{split}.src", data / f"{split}.src")
+        shutil.copy(copy_run / "data" / f"{split}.tgt", data / f"{split}.en")
+    metrics = {}
+    for lang, data_dir in (("tgt", copy_run / "data"), ("en", data)):
+        cli = make_cli(
+            [
+                *("test", "--config", str(copy_run / "config.yaml")),
+                *("--ckpt_path", str(copy_run / "run" / "checkpoints" / "last.ckpt")),
+                *("--data.init_args.data_dir", str(data_dir), "--data.init_args.tgt_lang", lang),
+                *("--trainer.logger.init_args.save_dir", str(tmp_path / lang)),
+            ]
+        )
+        metrics[lang] = cli.trainer.callback_metrics
+    assert "test/meteor" not in metrics["tgt"]
+    assert "METEOR is computed for English targets only (target: tgt)" in caplog.text
+    hyps = read_lines(tmp_path / "en" / "logs" / "version_0" / "test_hypotheses.txt")
+    refs = [[r] for r in read_lines(data / "test.en")]
+    expected = coco_caption.meteor(hyps, refs, tokenize=str)
+    assert expected > 30  # the copy task was learnt: not 0 == 0
+    assert float(metrics["en"]["test/meteor"]) == pytest.approx(expected, abs=1e-4)
 
 
 def test_checkpoints_with_flat_options_still_load(copy_run, tmp_path):

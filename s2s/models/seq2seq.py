@@ -6,11 +6,16 @@ and Luong et al. (2015) with it.
 
 from __future__ import annotations
 
+import logging
+
+from s2s.coco_caption import meteor
 from s2s.decoding import SearchConfig
 from s2s.models.encoder_decoder import EncoderDecoderModule
 from s2s.nn.decoder import DecoderConfig, RNNDecoder
 from s2s.nn.encoder import EncoderConfig, EncoderOutput, RNNEncoder
 from s2s.optim import OptimConfig
+
+log = logging.getLogger(__name__)
 
 
 class Seq2Seq(EncoderDecoderModule):
@@ -55,3 +60,17 @@ class Seq2Seq(EncoderDecoderModule):
 
     def encode(self, batch) -> EncoderOutput:
         return self.encoder(batch.src, batch.src_lengths)
+
+    def extra_scores(self, hyps: list[str], refs: list[list[str]]) -> dict[str, float]:
+        """At test, METEOR 1.5 where the target is English and Java is installed, on the
+        detokenized text (METEOR's ``-norm`` lowercases and tokenizes it).
+        Other targets need METEOR's paraphrase table of their language, which pycocoevalcap does
+        not ship."""
+        if self._trainer is None or not self.trainer.testing:
+            return {}
+        lang = getattr(self.trainer.datamodule, "tgt_lang", None)  # data modules without one: None
+        if lang != "en":
+            log.warning("METEOR is computed for English targets only (target: %s)", lang)
+            return {}
+        score = meteor(hyps, refs, tokenize=str)
+        return {} if score is None else {"meteor": score}
